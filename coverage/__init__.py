@@ -1,0 +1,1 @@
+"""Coverage criteria (installed as ``deeptest_iot.coverage``)."""

@@ -1,0 +1,33 @@
+"""One exception hierarchy whose messages a user can act on; the CLI maps them to exit codes."""
+
+
+class DeeptestError(Exception):
+    """Base of every error deeptest-iot raises on purpose. Exit code 2: bad usage or bad input."""
+
+    exit_code = 2
+
+
+class ConfigError(DeeptestError):
+    """A bad option or configuration value."""
+
+
+class ModelError(DeeptestError):
+    """A model file that cannot be loaded, or a model that cannot be tested as asked."""
+
+
+class InputError(DeeptestError):
+    """Unreadable images, wrong shapes, bad labels."""
+
+
+class OutputError(DeeptestError):
+    """The model produced NaN or Inf, or an output the model card cannot read."""
+
+
+class UnsupportedError(DeeptestError):
+    """A valid request the tool does not support (say so, do not guess)."""
+
+
+class InternalError(DeeptestError):
+    """A bug in deeptest-iot. Exit code 3."""
+
+    exit_code = 3

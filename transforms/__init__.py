@@ -1,0 +1,1 @@
+"""Image transformations (installed as ``deeptest_iot.transforms``)."""
