@@ -13,6 +13,7 @@ from .errors import DeeptestError
 # (module, attribute) of each subcommand; modules are imported lazily so that
 # `deeptest-iot --help` does not pay for importing TensorFlow.
 SUBCOMMANDS = {
+    "inspect": (".cli_model", "inspect"),
 }
 
 

@@ -1,0 +1,76 @@
+"""`deeptest-iot inspect`: the model card in force, the input expected, the layers counted, a speed estimate."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+TRUST_HELP = ("Load models holding Lambda layers with Python bytecode. DANGEROUS: loading such a file "
+              "runs arbitrary code from it; only use this for files you made or fully trust.")
+
+
+def model_options(func):
+    """Options every command that loads a model shares."""
+    options = [
+        click.option("--card", "card_path", type=click.Path(dir_okay=False),
+                     help="Model card TOML (default: the .toml beside the model)."),
+        click.option("--task", type=click.Choice(["steering", "classification", "detection"]),
+                     help="Override the card's task."),
+        click.option("--include", multiple=True, metavar="PATTERN",
+                     help="Count only layers whose name matches this glob (repeatable)."),
+        click.option("--exclude", multiple=True, metavar="PATTERN",
+                     help="Do not count layers whose name matches this glob (repeatable)."),
+        click.option("--trust-model", is_flag=True, help=TRUST_HELP),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_from_options(model_path, card_path=None, task=None, include=(), exclude=(), trust_model=False):
+    """Load a model as the CLI options say (card file, task override, layer patterns, trust)."""
+    from .card import ModelCard, resolve_card
+    from .model import load_model
+
+    if card_path:
+        card = ModelCard.from_toml(card_path)
+        if task:
+            card = card.replace(task=task)
+    else:
+        card = resolve_card(model_path, {"task": task} if task else None)
+    return load_model(model_path, card, trust=trust_model, include=include, exclude=exclude)
+
+
+@click.command("inspect")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--no-speed", is_flag=True, help="Skip the throughput estimate.")
+def inspect(model_path, card_path, task, include, exclude, trust_model, as_json, no_speed):
+    """Print the model card in force, the input MODEL expects, the layers counted and its speed."""
+    mut = load_from_options(model_path, card_path, task, include, exclude, trust_model)
+    info = mut.describe()
+    if not no_speed:
+        info["throughput_fps"] = round(mut.throughput(seconds=1.5), 1)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    card = info["card"]
+    click.echo(f"model        {info['name']} ({info['kind']}) {info['path'] or ''}")
+    click.echo(f"fingerprint  {info['fingerprint']}")
+    click.echo(f"card         from {card['source']}")
+    click.echo(f"task         {card['task']}" + (f", classes: {', '.join(card['classes'])}" if card["classes"] else ""))
+    h, w = card["input_size"]
+    click.echo(f"input        frames uint8 RGB (N, H, W, 3) of any size -> crop {card['crop']} (top, bottom, "
+               f"left, right) -> resize {h}x{w} -> {card['color']} -> x * {card['scale']:.6g} + {card['offset']:g}")
+    if info["coverage"]:
+        click.echo(f"coverage     {len(info['layers'])} layers, {info['neurons']} neurons:")
+        width = max((len(layer["name"]) for layer in info["layers"]), default=5)
+        for layer in info["layers"]:
+            click.echo(f"  {layer['name']:<{width}}  {layer['type']:<16} {layer['neurons']:>6}")
+    else:
+        click.echo("coverage     not available: output-only model (coverage needs a Keras model)")
+    if "throughput_fps" in info:
+        click.echo(f"throughput   {info['throughput_fps']:.0f} frames/s (batch 64, outputs"
+                   + (" + activations)" if info["coverage"] else ")"))

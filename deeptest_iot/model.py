@@ -1,0 +1,473 @@
+"""The model under test: raw frames in, predictions and chosen layers' activations out, in one pass.
+
+``load_model`` accepts a ``.keras`` file (loaded with ``safe_mode``), a legacy ``.h5`` file, a Keras
+model object, and, as output-only models that can be tested but not measured for coverage, a
+TF SavedModel directory, a ``.tflite`` file (LiteRT) and an ``.onnx`` file (ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from .card import ModelCard, resolve_card  # noqa: E402
+from .errors import ConfigError, InputError, ModelError, OutputError, UnsupportedError  # noqa: E402
+from .layers import LayerTap, build_tapped_model  # noqa: E402
+
+DEFAULT_BATCH = 64
+
+
+@dataclass
+class RunResult:
+    """What one forward pass gives: decoded outputs, activations per counted layer, raw outputs."""
+
+    outputs: Any
+    activations: dict[str, np.ndarray] | None
+    raw: list[np.ndarray] = field(repr=False, default_factory=list)
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def crop_box(frame_hw: tuple[int, int], crop: Sequence[float]) -> tuple[int, int, int, int]:
+    """Pixel rows/cols (y0, y1, x0, x1) kept of a frame after the card's crop fractions."""
+    h, w = frame_hw
+    top, bottom, left, right = crop
+    y0 = int(np.floor(top * h + 0.5))
+    y1 = h - int(np.floor(bottom * h + 0.5))
+    x0 = int(np.floor(left * w + 0.5))
+    x1 = w - int(np.floor(right * w + 0.5))
+    return y0, max(y1, y0 + 1), x0, max(x1, x0 + 1)
+
+
+def check_frames(frames: Any) -> np.ndarray:
+    """Frames must be uint8 (N, H, W, 3) RGB; a single (H, W, 3) frame is taken as a batch of one."""
+    if not isinstance(frames, np.ndarray):
+        raise InputError(f"frames must be a NumPy array (N, H, W, 3) of uint8, not {type(frames).__name__}")
+    if frames.ndim == 3 and frames.shape[-1] == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"frames must have shape (N, H, W, 3) (RGB), not {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise InputError(f"frames must be uint8 (raw camera pixels 0..255), not {frames.dtype}")
+    if frames.shape[1] < 1 or frames.shape[2] < 1:
+        raise InputError(f"frames must be at least 1x1 pixels, not {frames.shape[1]}x{frames.shape[2]}")
+    return frames
+
+
+class ModelUnderTest:
+    """Common part of every backend: the card, preprocessing, output decoding and checks."""
+
+    supports_coverage = False
+    kind = "model"
+
+    def __init__(self, card: ModelCard, input_hwc: tuple[int, int, int], name: str, fingerprint: str,
+                 path: str | None = None, batch_size: int = DEFAULT_BATCH):
+        h, w, c = input_hwc
+        if card.input_size is None:
+            if h is None or w is None:
+                raise ModelError(f"model {name!r} accepts any image size; give input_size = [height, width] "
+                                 "in its model card")
+            card = card.replace(input_size=(int(h), int(w)))
+        if c not in (1, 3):
+            raise ModelError(f"model {name!r} takes {c} channels; deeptest-iot feeds camera frames "
+                             "(3 channels, or 1 with color = \"gray\" in the model card)")
+        if c == 1 and card.color != "gray":
+            card = card.replace(color="gray")
+        self.card = card
+        self.name = name
+        self.fingerprint = fingerprint
+        self.path = path
+        self.batch_size = batch_size
+        self._preprocess_fn = None
+
+    # -- preprocessing -------------------------------------------------------------------------
+    def _preprocess_tf(self, frames):
+        """Crop, resize, reorder channels and scale a uint8 batch, as TF ops (graph- or eager-mode)."""
+        tf = _tf()
+        card = self.card
+        shape = tf.shape(frames)
+        h = tf.cast(shape[1], tf.float32)
+        w = tf.cast(shape[2], tf.float32)
+        top, bottom, left, right = card.crop
+        y0 = tf.cast(tf.floor(top * h + 0.5), tf.int32)
+        y1 = tf.maximum(shape[1] - tf.cast(tf.floor(bottom * h + 0.5), tf.int32), y0 + 1)
+        x0 = tf.cast(tf.floor(left * w + 0.5), tf.int32)
+        x1 = tf.maximum(shape[2] - tf.cast(tf.floor(right * w + 0.5), tf.int32), x0 + 1)
+        x = tf.cast(frames[:, y0:y1, x0:x1, :], tf.float32)
+        x = tf.image.resize(x, card.input_size, method="bilinear")
+        if card.color == "bgr":
+            x = x[..., ::-1]
+        elif card.color == "gray":
+            x = tf.image.rgb_to_grayscale(x)
+        return x * card.scale + card.offset
+
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """The network input (N, h, w, c) float32 the card makes of raw frames."""
+        frames = check_frames(frames)
+        if self._preprocess_fn is None:
+            tf = _tf()
+            self._preprocess_fn = tf.function(
+                self._preprocess_tf, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        return self._preprocess_fn(frames).numpy()
+
+    # -- running -------------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[LayerTap]:
+        return []
+
+    @property
+    def layer_sizes(self) -> dict[str, int]:
+        return {tap.name: tap.neurons for tap in self.layers}
+
+    @property
+    def neurons(self) -> int:
+        return sum(self.layer_sizes.values())
+
+    def _forward(self, frames: np.ndarray, with_activations: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        raise NotImplementedError
+
+    def run(self, frames: np.ndarray, with_activations: bool = True) -> RunResult:
+        """Predictions and (if asked) activations of every counted layer, from one forward pass per batch."""
+        frames = check_frames(frames)
+        if with_activations and not self.supports_coverage:
+            raise UnsupportedError(
+                f"coverage needs a Keras model (.keras or .h5); {self.name!r} is a {self.kind} model, which "
+                "deeptest-iot can test for metamorphic relations but not measure for neuron coverage "
+                "(run without coverage criteria, e.g. --coverage none)")
+        raw_parts: list[list[np.ndarray]] = []
+        act_parts: list[list[np.ndarray]] = []
+        for start in range(0, len(frames), self.batch_size):
+            raw, acts = self._forward(frames[start:start + self.batch_size], with_activations)
+            raw_parts.append(raw)
+            act_parts.append(acts)
+        if raw_parts:
+            raw = [np.concatenate(parts) for parts in zip(*raw_parts)]
+        else:
+            raw = self._empty_raw()
+        activations = None
+        if with_activations:
+            names = [tap.name for tap in self.layers]
+            if act_parts and act_parts[0]:
+                activations = {n: np.concatenate(parts).astype(np.float32, copy=False)
+                               for n, parts in zip(names, zip(*act_parts))}
+            else:
+                activations = {tap.name: np.zeros((0, tap.neurons), np.float32) for tap in self.layers}
+            bad = [n for n, a in activations.items() if a.size and not np.isfinite(a).all()]
+            if bad:
+                raise OutputError(f"model {self.name!r} produced NaN or Inf activations in layer(s) "
+                                  f"{', '.join(bad[:5])}; check the model and its card's scale/offset")
+        outputs = self.decode(raw, frames.shape[1:3])
+        return RunResult(outputs=outputs, activations=activations, raw=raw)
+
+    def predict(self, frames: np.ndarray):
+        """Decoded outputs only."""
+        return self.run(frames, with_activations=False).outputs
+
+    def _empty_raw(self) -> list[np.ndarray]:
+        return [np.zeros((0, 1), np.float32)]
+
+    # -- reading outputs -----------------------------------------------------------------------
+    def _output_index(self, raw: list[np.ndarray]) -> int:
+        out = self.card.output
+        if isinstance(out, str):
+            names = self.output_names
+            if out not in names:
+                raise ConfigError(f"model card: output {out!r} not found; the model's outputs are "
+                                  f"{', '.join(names)}")
+            return names.index(out)
+        if not 0 <= out < len(raw):
+            raise ConfigError(f"model card: output index {out} out of range; the model has {len(raw)} output(s)")
+        return out
+
+    @property
+    def output_names(self) -> list[str]:
+        return []
+
+    def decode(self, raw: list[np.ndarray], frame_hw: tuple[int, int]):
+        """Turn raw outputs into steering angles, class probabilities or detections, refusing NaN/Inf."""
+        task = self.card.task
+        if task == "detection":
+            for arr in raw:
+                _check_finite(arr, self.name)
+            from .detection import DECODERS
+
+            if self.card.decoder not in DECODERS:
+                raise ConfigError(f"model card: unknown detection decoder {self.card.decoder!r}; "
+                                  f"known: {', '.join(sorted(DECODERS))}")
+            dets = DECODERS[self.card.decoder](raw, input_hw=tuple(self.card.input_size),
+                                                 score_threshold=self.card.score_threshold)
+            return [map_detections_to_frame(d, frame_hw, self.card) for d in dets]
+        arr = raw[self._output_index(raw)]
+        _check_finite(arr, self.name)
+        arr = arr.reshape(len(arr), -1).astype(np.float64)
+        if task == "steering":
+            if arr.shape[1] != 1:
+                raise ModelError(f"steering model {self.name!r} has {arr.shape[1]} output units; expected one "
+                                 "(set task = \"classification\" or choose the output in the model card)")
+            return arr[:, 0]
+        return _as_probabilities(arr, self.card.probabilities)
+
+    def describe(self) -> dict[str, Any]:
+        """What `inspect` prints: card, input, layers counted."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "card": self.card.to_dict(),
+            "input": {"size": list(self.card.input_size), "color": self.card.color,
+                      "frames": "uint8 RGB (N, H, W, 3), any H and W"},
+            "coverage": self.supports_coverage,
+            "layers": [{"name": t.name, "type": t.type, "neurons": t.neurons} for t in self.layers],
+            "neurons": self.neurons,
+        }
+
+    def throughput(self, seconds: float = 2.0, batch: int = 64) -> float:
+        """Frames per second of ``run`` (with activations when the model supports coverage)."""
+        h, w = self.card.input_size
+        frames = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+        self.run(frames, with_activations=self.supports_coverage)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.run(frames, with_activations=self.supports_coverage)
+            n += batch
+        return n / (time.perf_counter() - start)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
+        first = ", ".join(str(i) for i in bad[:5])
+        raise OutputError(f"model {name!r} output NaN or Inf for {len(bad)} of {len(arr)} input(s) "
+                          f"(first: {first}); deeptest-iot reports them instead of averaging them away. "
+                          "Check the model and its card's scale/offset")
+
+
+def _as_probabilities(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Softmax when asked, or in "auto" mode when rows are not already probability vectors."""
+    if mode == "identity":
+        return arr
+    is_prob = ((arr >= 0).all() and (arr <= 1).all() and np.allclose(arr.sum(axis=1), 1.0, atol=1e-3))
+    if mode == "softmax" or (mode == "auto" and not is_prob):
+        z = arr - arr.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    return arr
+
+
+def map_detections_to_frame(det, frame_hw: tuple[int, int], card: ModelCard):
+    """Boxes from network-input pixels back to frame pixels (undo the card's crop and resize)."""
+    y0, y1, x0, x1 = crop_box(frame_hw, card.crop)
+    ih, iw = card.input_size
+    boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4).copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]] * ((x1 - x0) / iw) + x0
+    boxes[:, [1, 3]] = boxes[:, [1, 3]] * ((y1 - y0) / ih) + y0
+    return type(det)(boxes=boxes, scores=det.scores, classes=det.classes)
+
+
+# -- Keras ---------------------------------------------------------------------------------------
+class KerasModelUnderTest(ModelUnderTest):
+    """A Keras model with a compiled function that returns outputs and reduced activations together."""
+
+    supports_coverage = True
+    kind = "keras"
+
+    def __init__(self, model, card: ModelCard, include=(), exclude=(), path: str | None = None,
+                 batch_size: int = DEFAULT_BATCH):
+        import keras
+
+        if not isinstance(model, keras.Model):
+            raise ModelError(f"not a Keras model: {type(model).__name__}")
+        model = _ensure_built(model, card)
+        if len(model.inputs) != 1:
+            raise UnsupportedError(f"model {model.name!r} has {len(model.inputs)} inputs; deeptest-iot tests "
+                                   "models with one image input (several image inputs are not supported)")
+        shape = tuple(model.inputs[0].shape)
+        if len(shape) != 4:
+            raise ModelError(f"model {model.name!r} input has shape {shape}, which is not an image batch "
+                             "(N, H, W, C); deeptest-iot tests camera models")
+        self.model = model
+        super().__init__(card, shape[1:], model.name, _keras_fingerprint(model), path, batch_size)
+        self.card = _infer_task(self.card, model)
+        try:
+            self._tapped, self._taps, self._n_outputs = build_tapped_model(model, include, exclude)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise UnsupportedError(f"cannot read the layers of model {model.name!r}: {exc}") from None
+        if (include or exclude) and not self._taps:
+            raise ConfigError(f"no layer of {model.name!r} matches include={list(include)} "
+                              f"exclude={list(exclude)}; its layers are: "
+                              + ", ".join(layer.name for layer in model.layers))
+        self._fn_full = None
+        self._fn_out = None
+
+    @property
+    def layers(self) -> list[LayerTap]:
+        return list(self._taps)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [getattr(t, "name", str(i)) for i, t in enumerate(self.model.outputs)]
+
+    def _compiled(self, with_activations: bool):
+        tf = _tf()
+        spec = [tf.TensorSpec([None, None, None, 3], tf.uint8)]
+        if with_activations:
+            if self._fn_full is None:
+                tapped = self._tapped
+
+                def full(frames):
+                    return tapped(self._preprocess_tf(frames), training=False)
+                self._fn_full = tf.function(full, input_signature=spec)
+            return self._fn_full
+        if self._fn_out is None:
+            model = self.model
+
+            def plain(frames):
+                return model(self._preprocess_tf(frames), training=False)
+            self._fn_out = tf.function(plain, input_signature=spec)
+        return self._fn_out
+
+    def _forward(self, frames, with_activations):
+        outs = self._compiled(with_activations)(frames)
+        outs = [o.numpy() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+        if with_activations:
+            return outs[:self._n_outputs], outs[self._n_outputs:]
+        return outs, []
+
+    def _empty_raw(self):
+        return [np.zeros((0,) + tuple(int(d) for d in o.shape[1:]), np.float32) for o in self.model.outputs]
+
+
+def _ensure_built(model, card: ModelCard):
+    """A Sequential model built without an Input layer is built from the card's input size."""
+    try:
+        model.inputs  # noqa: B018 - raises on an unbuilt Sequential
+        if model.inputs:
+            return model
+    except (AttributeError, ValueError):
+        pass
+    if card.input_size is None:
+        raise ModelError(f"model {model.name!r} has no Input layer and was never built; give input_size = "
+                         "[height, width] in its model card so deeptest-iot can build it")
+    channels = 1 if card.color == "gray" else 3
+    model.build((None, *card.input_size, channels))
+    return model
+
+
+def _infer_task(card: ModelCard, model) -> ModelCard:
+    if card.task is not None:
+        return card
+    units = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    if units == 1:
+        return card.replace(task="steering")
+    if units is not None and len(model.outputs[0].shape) == 2:
+        return card.replace(task="classification")
+    raise ModelError(f"cannot tell the task of model {model.name!r} from its outputs; set task = "
+                     "\"steering\", \"classification\" or \"detection\" in its model card")
+
+
+def _keras_fingerprint(model) -> str:
+    """sha256 of the architecture and the weights, so results name exactly the model they came from."""
+    h = hashlib.sha256()
+    h.update(model.to_json().encode())
+    for w in model.weights:
+        h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        h.update(p.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+# -- loading -------------------------------------------------------------------------------------
+TRUST_HINT = ("it holds a Lambda layer with Python bytecode, which runs arbitrary code when loaded; "
+              "deeptest-iot refuses it unless you trust the file and pass --trust-model (trust=True)")
+
+
+def load_model(model, card: ModelCard | dict | str | Path | None = None, *, trust: bool = False,
+               include: Sequence[str] = (), exclude: Sequence[str] = (),
+               batch_size: int = DEFAULT_BATCH) -> ModelUnderTest:
+    """Load a model to test: a path (.keras, .h5, .tflite, .onnx, SavedModel dir) or a Keras model."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        return KerasModelUnderTest(model, resolve_card(None, card), include, exclude, batch_size=batch_size)
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelError(f"expected a model path or a Keras model, not {type(model).__name__}")
+    path = Path(model)
+    if not path.exists():
+        raise ModelError(f"model {path}: no such file or directory")
+    card_obj = resolve_card(path, card)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            from .backends import SavedModelUnderTest
+
+            return SavedModelUnderTest(path, card_obj, _file_fingerprint(path), batch_size)
+        raise ModelError(f"model {path}: a directory, but not a TF SavedModel (no saved_model.pb)")
+    if suffix == ".tflite":
+        from .backends import TFLiteModelUnderTest
+
+        return TFLiteModelUnderTest(path, card_obj, _file_fingerprint(path), batch_size)
+    if suffix == ".onnx":
+        from .backends import OnnxModelUnderTest
+
+        return OnnxModelUnderTest(path, card_obj, _file_fingerprint(path), batch_size)
+    if suffix == ".keras" or (suffix not in (".h5", ".hdf5") and zipfile.is_zipfile(path)):
+        if not zipfile.is_zipfile(path):
+            raise ModelError(f"model {path}: not a .keras archive (the file is truncated or corrupt, or not a "
+                             "Keras model)")
+        kmodel = _keras_load(path, trust, ".keras")
+    elif suffix in (".h5", ".hdf5") or _is_hdf5(path):
+        if not _is_hdf5(path):
+            raise ModelError(f"model {path}: not an HDF5 file (the file is truncated or corrupt, or not a "
+                             "Keras model)")
+        kmodel = _keras_load(path, trust, ".h5")
+    else:
+        raise ModelError(f"model {path}: not a model file deeptest-iot can read; expected .keras, .h5, "
+                         ".tflite, .onnx or a TF SavedModel directory")
+    return KerasModelUnderTest(kmodel, card_obj, include, exclude, path=str(path), batch_size=batch_size)
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def _keras_load(path: Path, trust: bool, fmt: str):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except ValueError as exc:
+        text = str(exc)
+        if "lambda" in text.lower() and "safe_mode" in text:
+            raise ModelError(f"model {path}: {TRUST_HINT}") from None
+        raise ModelError(f"model {path}: cannot load this {fmt} file: {_first_line(text)}") from None
+    except Exception as exc:  # corrupt archives raise anything from zipfile, h5py or json
+        raise ModelError(f"model {path}: cannot load this {fmt} file (truncated or corrupt?): "
+                         f"{type(exc).__name__}: {_first_line(str(exc))}") from None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
