@@ -185,6 +185,11 @@ def _is_transform_like(obj) -> bool:
     return any(hasattr(obj, a) for a in ("matrix", "name", "kind"))
 
 
+def _is_plain_sequence(obj) -> bool:
+    """A list/tuple of links, as opposed to a transform that happens to be a tuple (a NamedTuple)."""
+    return isinstance(obj, (list, tuple)) and not _is_transform_like(obj)
+
+
 def chain_links(chain) -> tuple:
     """The individual transforms of ``chain``, flattened (a single transform is a chain of one).
 
@@ -197,7 +202,7 @@ def chain_links(chain) -> tuple:
         inner = getattr(chain, attr, None)
         if isinstance(inner, (list, tuple)):
             return tuple(link for item in inner for link in chain_links(item))
-    if isinstance(chain, (list, tuple)):
+    if _is_plain_sequence(chain):
         return tuple(link for item in chain for link in chain_links(item))
     return (chain,)
 
@@ -224,7 +229,7 @@ def chain_matrix(chain, h: int, w: int):
     """
     if chain is None:
         return None
-    if hasattr(chain, "matrix") and not isinstance(chain, (list, tuple)):
+    if hasattr(chain, "matrix"):
         return _link_matrix(chain, h, w)
     total = None
     for link in chain_links(chain):
@@ -250,9 +255,9 @@ def is_horizontal_flip(link) -> bool:
 
 def _per_input(transforms, n: int) -> list:
     """One chain (or None) per input: a single transform/chain applies to every input."""
-    if transforms is None or _is_transform_like(transforms) and not isinstance(transforms, (list, tuple)):
+    if transforms is None or not _is_plain_sequence(transforms) and _is_transform_like(transforms):
         return [transforms] * n
-    if isinstance(transforms, (list, tuple)):
+    if _is_plain_sequence(transforms):
         if len(transforms) != n:
             raise InputError(f"transforms must be one transform/chain for the whole batch or one per input "
                              f"({n}), got a sequence of {len(transforms)}")
