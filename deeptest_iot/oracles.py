@@ -607,7 +607,9 @@ class DetectionOracle:
         e_conf = e_valid & (e_score >= self.score_threshold)
         e_required = e_conf & (e_vis > 0) & (e_vis >= self.min_visible)
         t_conf = t_valid & (t_score >= self.score_threshold)
-        match, iou = self._match(e_box, e_cls, e_valid, t_box, t_cls, t_valid, t_score)
+        # expected boxes are clipped to the frame, so detections are clipped the same way to compare
+        t_clip = np.minimum(np.maximum(t_box, 0.0), np.array([w, h, w, h], dtype=np.float64))
+        match, iou = self._match(e_box, e_cls, e_valid, t_clip, t_cls, t_valid, t_score)
 
         rows = np.arange(n)[:, None]
         matched = match >= 0

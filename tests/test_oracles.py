@@ -367,3 +367,11 @@ def test_detection_properties(objs, dx, dy):
     v = oracle.check(ref, [det()] * len(ref), transforms=t, frame_size=(100, 100))
     assert ((v.violation > 0) == v.failed).all()
     json_roundtrip(v.details)
+
+
+def test_boxes_reaching_past_the_border_are_compared_clipped():
+    # the expected box is clipped to (0, 0, 10, 10); an unclipped detection (-15, 0, 10, 10) would
+    # have IoU 0.4 with it, the clipped one IoU 1
+    ref = [det((-15, 0, 10, 10, 0.9, 0))]
+    v = make_oracle("detection", min_visible=0.3).check(ref, ref, transforms=BRIGHT, frame_size=(50, 50))
+    assert not v.failed[0]
