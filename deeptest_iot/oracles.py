@@ -242,15 +242,22 @@ def chain_matrix(chain, h: int, w: int):
 def is_horizontal_flip(link) -> bool:
     """Whether one transform mirrors the frame left-right.
 
-    By name (``FLIP_NAMES``), or by an explicit ``mirrors_horizontally`` attribute when a transform
-    sets one. Matrix-based detection is not used on purpose: a vertical flip also has a negative
-    determinant but leaves the steering sign alone.
+    A ``mirrors_horizontally`` attribute, when a transform sets one, decides. Otherwise the name must
+    be in ``FLIP_NAMES`` and, when the transform exposes a matrix, that matrix must mirror x (its
+    top-left entry negative): ``hflip`` with ``flip=0`` is the identity and does not flip. The matrix
+    alone is not used, on purpose: a vertical flip or a 180 degree rotation also has a negative
+    entry or determinant but does not mirror the road left-right in the same way.
     """
     flag = getattr(link, "mirrors_horizontally", None)
     if flag is not None:
         return bool(flag)
     name = getattr(link, "name", None)
-    return isinstance(name, str) and name.lower() in FLIP_NAMES
+    if not (isinstance(name, str) and name.lower() in FLIP_NAMES):
+        return False
+    if callable(getattr(link, "matrix", None)):
+        m = _link_matrix(link, 2, 2)
+        return m is not None and m[0, 0] < 0
+    return True
 
 
 def _per_input(transforms, n: int) -> list:

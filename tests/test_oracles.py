@@ -375,3 +375,9 @@ def test_boxes_reaching_past_the_border_are_compared_clipped():
     ref = [det((-15, 0, 10, 10, 0.9, 0))]
     v = make_oracle("detection", min_visible=0.3).check(ref, ref, transforms=BRIGHT, frame_size=(50, 50))
     assert not v.failed[0]
+
+
+def test_a_flip_link_at_its_identity_does_not_flip():
+    noflip = Fake("hflip", "geometric", ((1, 0, 0), (0, 1, 0), (0, 0, 1)))
+    v = make_oracle("steering", delta=0.1).check([0.5], [0.5], transforms=noflip)
+    assert not v.failed[0] and not v.details[0]["flipped"]
