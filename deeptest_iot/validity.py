@@ -7,9 +7,10 @@ Two rules, both from ``shared/DESIGN.md``:
   elements (pixel channels) that differ and ``size(s)`` is the number of elements ``H * W * C``,
   as DeepHunter counts with ``np.size``; ``Linf`` is the largest absolute change of one element.
   A mutant may change a few pixels arbitrarily, or every pixel a little, not both.
-* **chain rule**: at most one affine transform per chain (links whose ``.kind == "geometric"``;
-  a horizontal flip is affine too). Repeated affine transforms compound into frames no camera
-  would produce.
+* **chain rule**: at most one affine transform per chain: links whose ``.kind == "geometric"``
+  (a horizontal flip is affine too), or, when a link says so itself, whose ``.is_affine`` is true
+  (a geometric transform at its identity does not count). Repeated affine transforms compound into
+  frames no camera would produce.
 
 Weather and sensor transforms change most pixels by design (fog greys the whole frame, noise
 touches every pixel), so the pixel rule would reject them all. For a chain that contains any link
@@ -83,7 +84,7 @@ def chain_is_valid(chain, max_severity: float = 1.0) -> tuple[bool, bool]:
     """``(chain_ok, waived)`` for one chain (a transform, a Chain, a list of links, or None)."""
     links = chain_links(chain)
     kinds = [getattr(link, "kind", None) for link in links]
-    affine = sum(k == "geometric" for k in kinds)
+    affine = sum(bool(getattr(link, "is_affine", kind == "geometric")) for link, kind in zip(links, kinds))
     waived = any(k in WAIVED_KINDS for k in kinds)
     within = True
     for link, kind in zip(links, kinds):

@@ -67,6 +67,18 @@ def test_at_most_one_affine_transform_per_chain():
     assert v.chain_ok.tolist() == [True, True, False, True]
 
 
+class Affine(NamedTuple):
+    name: str
+    kind: str
+    is_affine: bool
+
+
+def test_a_geometric_link_at_its_identity_is_not_counted_when_it_says_so():
+    batch = np.stack([SEED] * 2)
+    chains = [[ROT, Affine("shear", "geometric", False)], [ROT, Affine("shear", "geometric", True)]]
+    assert is_valid(SEED, batch, chains=chains).tolist() == [True, False]
+
+
 def test_weather_and_sensor_chains_waive_the_pixel_rule_but_not_the_chain_rule():
     heavy = np.stack([mutant(300, 155)] * 5)
     v = check_validity(SEED, heavy, chains=[[FOG], [BRIGHT, NOISE], [BRIGHT], [FOG, ROT, SHEAR], [FOG, ROT]])
