@@ -1,0 +1,454 @@
+"""One self-contained HTML report of a campaign output folder.
+
+Self-contained means one file a reviewer can mail or attach to a CI job: images are embedded as
+base64 data URIs, the charts are inline SVG, the style is inline CSS, and there is no script and
+no network reference. Every string that comes from the model, the folder or the options is passed
+through :func:`html.escape`, so a model named ``<script>...`` is shown, never run.
+
+Robustness score of a transform (also in the README): ``1 - error rate``, the share of the inputs
+made with that transform on which the metamorphic relation held. 1.0 means no finding.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .fileio import atomic_write_text
+from .errors import InputError
+from .run_folder import SEVERITY_BUCKETS, RunFolder, open_run, per_transform_rows, robustness, severity_bucket
+
+WORST_DEFAULT = 12
+DISPLAY_WIDTH = 360  # pixels of each embedded image; small frames are scaled up before drawing
+
+# Steering sign convention for the arrows: a positive angle steers LEFT (counter-clockwise seen
+# from above, ISO 8855 / ROS REP 103), as the sample scenes' labels (deeptest_iot.scenes) do.
+POSITIVE_STEERS_RIGHT = False
+
+# Colours in BGR (OpenCV) and their CSS twins for the legend.
+BEFORE_BGR, AFTER_BGR, LABEL_BGR, EXPECTED_BGR = (60, 200, 60), (40, 40, 235), (235, 160, 40), (0, 215, 255)
+BEFORE_CSS, AFTER_CSS, LABEL_CSS, EXPECTED_CSS = "#3cc83c", "#eb2828", "#28a0eb", "#ffd700"
+SERIES_CSS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+
+
+def e(value: Any) -> str:
+    """Escape any value for HTML text or a quoted attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table cell (escaped); None shows as an em dash."""
+    if value is None:
+        return "\u2014"
+    if isinstance(value, bool):
+        return e(value)
+    if isinstance(value, int):
+        return e(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return e(value)
+        return e(f"{value:.{digits}f}")
+    return e(value)
+
+
+def pct(value: float | None) -> str:
+    return "\u2014" if value is None else e(f"{100.0 * float(value):.1f}%")
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def _scaled(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image resized to DISPLAY_WIDTH (so lines and text stay legible) and the scale used."""
+    scale = DISPLAY_WIDTH / image.shape[1]
+    size = (DISPLAY_WIDTH, max(1, int(round(image.shape[0] * scale))))
+    interp = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=interp), scale
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], color) -> None:
+    """Text on a dark backing box, legible on any frame."""
+    font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    (w, h), base = cv2.getTextSize(text, font, size, thick)
+    x, y = org
+    cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + base), (0, 0, 0), -1)
+    cv2.putText(img, text, (x, y), font, size, color, thick, cv2.LINE_AA)
+
+
+def _angle_radians(angle: float, units: str) -> float:
+    return math.radians(angle) if str(units).lower().startswith("deg") else float(angle)
+
+
+def draw_steering(image: np.ndarray, angle: float, color, units: str = "radians", thickness: int = 3) -> None:
+    """Draw a steering angle in place as an arrow from the bottom centre, like a wheel's pointer:
+    straight up for 0, tilted by the angle (right for positive, see POSITIVE_STEERS_RIGHT)."""
+    h, w = image.shape[:2]
+    theta = _angle_radians(angle, units) * (1 if POSITIVE_STEERS_RIGHT else -1)
+    theta = max(-math.pi / 2, min(math.pi / 2, theta))
+    length = 0.45 * h
+    x0, y0 = w / 2, h - 6
+    x1, y1 = x0 + length * math.sin(theta), y0 - length * math.cos(theta)
+    cv2.circle(image, (int(x0), int(y0)), int(0.12 * h), color, 1, cv2.LINE_AA)
+    cv2.arrowedLine(image, (int(x0), int(y0)), (int(round(x1)), int(round(y1))), color, thickness,
+                    cv2.LINE_AA, tipLength=0.18)
+
+
+def draw_boxes(image: np.ndarray, boxes: Iterable, scale: float, color, labels: Iterable[str] = (),
+               thickness: int = 2) -> None:
+    """Draw xyxy boxes given in frame pixels onto an image scaled by ``scale``."""
+    labels = list(labels)
+    for k, box in enumerate(boxes or []):
+        x0, y0, x1, y1 = (int(round(float(v) * scale)) for v in box)
+        cv2.rectangle(image, (x0, y0), (x1, y1), color, thickness, cv2.LINE_AA)
+        if k < len(labels) and labels[k]:
+            _text(image, labels[k], (x0 + 3, max(y0 - 4, 12)), color)
+
+
+def _box_labels(output: dict, class_names: list) -> list[str]:
+    classes = list(output.get("classes") or [])
+    scores = list(output.get("scores") or [])
+    labels = []
+    for k, cls in enumerate(classes):
+        name = class_names[int(cls)] if isinstance(cls, int) and 0 <= cls < len(class_names) else str(cls)
+        labels.append(f"{name} {float(scores[k]):.2f}" if k < len(scores) else name)
+    return labels
+
+
+def _class_text(output: Any) -> str:
+    if isinstance(output, dict):
+        name = output.get("name", output.get("label", "?"))
+        conf = output.get("confidence")
+        return f"{name} {float(conf):.2f}" if conf is not None else str(name)
+    return str(output)
+
+
+def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, task: str,
+                  units: str = "radians", class_names: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The finding's two frames (BGR) scaled for display with the model's answers drawn on them:
+    steering arrows (before on the original, after on the transformed with the before as a thin
+    ghost; the seed's label, when known, as a thin blue arrow on the original), detection boxes
+    (before / after, and the expected boxes thin yellow on the transformed frame when the finding
+    records them), or the class name and confidence for classification."""
+    orig, scale = _scaled(original)
+    trans, scale_t = _scaled(transformed)
+    before, after = finding.get("before"), finding.get("after")
+    if task == "steering" and _is_number(before) and _is_number(after):
+        if _is_number(finding.get("label")):
+            draw_steering(orig, float(finding["label"]), LABEL_BGR, units, thickness=1)
+        draw_steering(orig, float(before), BEFORE_BGR, units)
+        draw_steering(trans, float(before), BEFORE_BGR, units, thickness=1)
+        draw_steering(trans, float(after), AFTER_BGR, units)
+        _text(orig, f"before {float(before):+.3f}", (6, 16), BEFORE_BGR)
+        _text(trans, f"after {float(after):+.3f}", (6, 16), AFTER_BGR)
+    elif task == "detection" and isinstance(before, dict) and isinstance(after, dict):
+        names = list(class_names or [])
+        expected = (finding.get("details") or {}).get("expected")
+        if isinstance(expected, dict):  # {"boxes": [...], "classes": [...]} or the oracle's list of boxes
+            expected = expected.get("boxes")
+        if isinstance(expected, list):
+            draw_boxes(trans, expected, scale_t, EXPECTED_BGR, thickness=1)
+        draw_boxes(orig, before.get("boxes"), scale, BEFORE_BGR, _box_labels(before, names))
+        draw_boxes(trans, after.get("boxes"), scale_t, AFTER_BGR, _box_labels(after, names))
+    else:
+        _text(orig, _class_text(before), (6, 16), BEFORE_BGR)
+        _text(trans, _class_text(after), (6, 16), AFTER_BGR)
+    return orig, trans
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def data_uri(image_bgr: np.ndarray) -> str:
+    """A JPEG data URI (quality 90: a report of two dozen frames stays around a megabyte)."""
+    ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
+        raise ValueError("could not encode image")
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+# ----------------------------------------------------------------------------- charts
+
+
+def growth_svg(growth: list[dict], width: int = 720, height: int = 300) -> str:
+    """Coverage growth per criterion as an inline SVG line chart: inputs tried on x, coverage (0-100%)
+    on y, one polyline per criterion, legend on the right."""
+    points = [p for p in growth if isinstance(p, dict) and _is_number(p.get("inputs"))]
+    criteria: list[str] = []
+    for p in points:
+        for key in p:
+            if key != "inputs" and key not in criteria and _is_number(p[key]):
+                criteria.append(key)
+    if len(points) < 2 or not criteria:
+        return '<p class="muted">Not enough checkpoints to draw coverage growth.</p>'
+    left, right, top, bottom = 48, 170, 12, 36
+    pw, ph = width - left - right, height - top - bottom
+    xmax = max(float(p["inputs"]) for p in points) or 1.0
+
+    def x(v):
+        return left + pw * float(v) / xmax
+
+    def y(v):
+        return top + ph * (1.0 - max(0.0, min(1.0, float(v))))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="coverage growth">']
+    for k in range(6):  # y grid and labels every 20%
+        v = k / 5
+        parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{int(v * 100)}%</text>')
+    for k in range(5):  # x ticks
+        v = xmax * k / 4
+        parts.append(f'<text x="{x(v):.1f}" y="{top + ph + 16}" text-anchor="middle">{int(round(v))}</text>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle">inputs tried</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>')
+    for k, name in enumerate(criteria):
+        color = SERIES_CSS[k % len(SERIES_CSS)]
+        coords = " ".join(f"{x(p['inputs']):.1f},{y(p[name]):.1f}" for p in points if _is_number(p.get(name)))
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
+        ly = top + 14 + 18 * k
+        parts.append(f'<line x1="{left + pw + 12}" y1="{ly - 4}" x2="{left + pw + 32}" y2="{ly - 4}" '
+                     f'stroke="{color}" stroke-width="3"/>')
+        parts.append(f'<text x="{left + pw + 38}" y="{ly}">{e(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar(value: float | None) -> str:
+    """A small horizontal bar (inline CSS) for a score in [0, 1]."""
+    if value is None:
+        return ""
+    width = max(0.0, min(1.0, float(value))) * 100
+    return f'<span class="bar"><span style="width:{width:.1f}%"></span></span>'
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _flatten(f"{prefix}.{key}" if prefix else str(key), sub)
+    elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+        yield prefix, ", ".join(str(v) for v in value)
+    elif isinstance(value, list):
+        yield prefix, json.dumps(value)
+    else:
+        yield prefix, value
+
+
+def _kv_table(pairs: Iterable[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in pairs)
+    return f'<table class="kv">{rows}</table>' if rows else '<p class="muted">none recorded</p>'
+
+
+def section_overview(run: RunFolder) -> str:
+    s = run.summary
+    overall = None if s.get("error_rate") is None else 1.0 - float(s["error_rate"])
+    cards = [("inputs tried", fmt(s.get("inputs_tried"))), ("findings", fmt(s.get("findings", len(run.findings)))),
+             ("error rate", pct(s.get("error_rate"))), ("robustness", fmt(overall)),
+             ("duration", e(f"{float(s['duration_s']):.1f} s") if _is_number(s.get("duration_s")) else "\u2014")]
+    html_cards = "".join(f'<div class="card"><div class="num">{v}</div><div class="lbl">{e(k)}</div></div>'
+                         for k, v in cards)
+    banner = ""
+    if s.get("status") != "complete":
+        banner = (f'<p class="warn">Campaign status: {e(s.get("status", "unknown"))}. It is still running or was '
+                  f'stopped; the figures below are those of the last checkpoint.</p>')
+    return f'<section id="overview">{banner}<div class="cards">{html_cards}</div></section>'
+
+
+def section_settings(run: RunFolder) -> str:
+    s = run.summary
+    model = dict(s.get("model") or {})
+    layers = model.pop("layers", None) or {}
+    layer_rows = "".join(f"<tr><td>{e(k)}</td><td class='n'>{fmt(v)}</td></tr>" for k, v in layers.items())
+    layer_table = (f'<h3>Layers counted for coverage</h3><table><thead><tr><th>layer</th><th>neurons</th></tr>'
+                   f'</thead><tbody>{layer_rows}</tbody></table>') if layer_rows else ""
+    return (f'<section id="settings"><h2>Campaign settings and model</h2><div class="cols">'
+            f'<div><h3>Campaign</h3>{_kv_table(_flatten("", s.get("campaign") or {}))}</div>'
+            f'<div><h3>Model</h3>{_kv_table(_flatten("", model))}{layer_table}</div>'
+            f'<div><h3>Tool and libraries</h3>{_kv_table(_flatten("", {"tool": s.get("tool") or {}, "libraries": s.get("libraries") or {}}))}</div>'
+            f'</div></section>')
+
+
+def section_transforms(run: RunFolder) -> str:
+    rows = per_transform_rows(run)
+    body = "".join(
+        f"<tr><td>{e(r['transform'])}</td><td class='n'>{fmt(r.get('tried'))}</td>"
+        f"<td class='n'>{fmt(r.get('findings'))}</td><td class='n'>{pct(r.get('error_rate'))}</td>"
+        f"<td class='n'>{fmt(r.get('mean_violation'))}</td><td class='n'>{fmt(r.get('max_violation'))}</td>"
+        f"<td class='n'>{fmt(r['robustness'])}</td><td>{bar(r['robustness'])}</td></tr>" for r in rows)
+    if not body:
+        body = '<tr><td colspan="8" class="muted">no transforms recorded</td></tr>'
+    return ('<section id="transforms"><h2>Findings and robustness per transform</h2>'
+            '<table><thead><tr><th>transform</th><th>tried</th><th>findings</th><th>error rate</th>'
+            '<th>mean violation</th><th>max violation</th><th>robustness</th><th></th></tr></thead>'
+            f'<tbody>{body}</tbody></table>'
+            '<p class="note"><b>Robustness score</b> = 1 &minus; error rate: the share of inputs made with that '
+            'transform on which the metamorphic relation held (1.000: no finding). Violation is how far past '
+            'the relation the output went, in the relation&rsquo;s units.</p></section>')
+
+
+def section_severity(run: RunFolder) -> str:
+    table = run.summary.get("per_severity") or {}
+    counted: dict[str, int] = {}
+    if not table:  # a running campaign: count findings from the file
+        for f in run.findings:
+            if _is_number(f.get("severity")):
+                counted[severity_bucket(f["severity"])] = counted.get(severity_bucket(f["severity"]), 0) + 1
+    names = list(SEVERITY_BUCKETS) + [k for k in table if k not in SEVERITY_BUCKETS]
+    body = ""
+    for name in names:
+        row = table.get(name) or {}
+        if not row and name not in counted:
+            continue
+        rate = row.get("error_rate")
+        body += (f"<tr><td>{e(name)}</td><td class='n'>{fmt(row.get('tried'))}</td>"
+                 f"<td class='n'>{fmt(row.get('findings', counted.get(name)))}</td><td class='n'>{pct(rate)}</td>"
+                 f"<td class='n'>{fmt(robustness(row))}</td><td>{bar(robustness(row))}</td></tr>")
+    if not body:
+        body = '<tr><td colspan="6" class="muted">no severities recorded</td></tr>'
+    return ('<section id="severity"><h2>Findings per severity</h2><table><thead><tr><th>severity</th><th>tried</th>'
+            '<th>findings</th><th>error rate</th><th>robustness</th><th></th></tr></thead>'
+            f'<tbody>{body}</tbody></table><p class="note">Severity is the largest severity among a chain&rsquo;s '
+            'transforms, in [0, 1].</p></section>')
+
+
+def section_coverage(run: RunFolder) -> str:
+    cov = run.summary.get("coverage") or {}
+    body = ""
+    for name, c in cov.items():
+        c = c if isinstance(c, dict) else {"coverage": c}
+        body += (f"<tr><td>{e(name)}</td><td class='n'>{pct(c.get('coverage'))}</td>"
+                 f"<td class='n'>{fmt(c.get('covered'))}</td><td class='n'>{fmt(c.get('total'))}</td>"
+                 f"<td>{bar(c.get('coverage'))}</td></tr>")
+    table = ('<table><thead><tr><th>criterion</th><th>coverage</th><th>covered</th><th>total</th><th></th></tr>'
+             f'</thead><tbody>{body}</tbody></table>') if body else '<p class="muted">no coverage recorded</p>'
+    return (f'<section id="coverage"><h2>Coverage</h2>{table}<h3>Growth per criterion</h3>'
+            f'{growth_svg(run.summary.get("coverage_growth") or [])}</section>')
+
+
+def _load_bgr(run: RunFolder, relative: Any) -> np.ndarray | None:
+    if not relative:
+        return None
+    try:
+        path = run.resolve(str(relative))
+    except InputError:  # a path leaving the folder is shown as missing, never read
+        return None
+    return cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+
+
+def _show(value: Any) -> str:
+    if _is_number(value):
+        return f"{float(value):+.4f}"
+    if isinstance(value, dict) and "boxes" in value:
+        return f"{len(value.get('boxes') or [])} boxes"
+    if isinstance(value, dict):
+        return _class_text(value)
+    return "\u2014" if value is None else str(value)
+
+
+def section_worst(run: RunFolder, worst: int) -> str:
+    findings = sorted(run.findings, key=lambda f: (-f["violation"], str(f["id"])))[:max(worst, 0)]
+    model = run.summary.get("model") or {}
+    units, class_names = model.get("units", "radians"), list(model.get("classes") or [])
+    task = run.task
+    figures = []
+    for f in findings:
+        images = f.get("images") or {}
+        orig, trans = _load_bgr(run, images.get("original")), _load_bgr(run, images.get("transformed"))
+        if orig is not None and trans is not None:
+            orig, trans = annotate_pair(orig, trans, f, task, units, class_names)
+            pics = (f'<img src="{data_uri(orig)}" alt="original {e(f["id"])}">'
+                    f'<img src="{data_uri(trans)}" alt="transformed {e(f["id"])}">')
+        else:
+            pics = f'<p class="warn">images of {e(f["id"])} are missing from the folder</p>'
+        chain = "; ".join(f"{link.get('name')} {json.dumps(link.get('params', {}), sort_keys=True)}"
+                          for link in (f.get("chain") or []) if isinstance(link, dict))
+        label = "" if f.get("label") is None else f" &middot; label {e(_show(f.get('label')))}"
+        figures.append(
+            f'<figure class="pair"><div class="imgs">{pics}</div><figcaption><b>{e(f["id"])}</b> '
+            f'&middot; {e(f["transform"])} &middot; seed {e(f.get("seed_id", "?"))} &middot; severity '
+            f'{fmt(f.get("severity"), 2)}<br>before {e(_show(f.get("before")))} &rarr; after '
+            f'{e(_show(f.get("after")))}{label} &middot; violation <b>{fmt(f["violation"], 4)}</b> '
+            f'(threshold {fmt(f.get("threshold"), 4)})<br><span class="muted">{e(chain)}</span></figcaption></figure>')
+    if task == "steering":
+        legend = (f'<span style="color:{BEFORE_CSS}">&#9650; before (original frame)</span> '
+                  f'<span style="color:{AFTER_CSS}">&#9650; after (transformed frame; thin green: before)</span> '
+                  f'<span style="color:{LABEL_CSS}">&#9650; seed label</span> '
+                  f'&middot; arrows point where the car steers: up is straight, '
+                  f'{"right" if POSITIVE_STEERS_RIGHT else "left"} is positive')
+    elif task == "detection":
+        legend = (f'<span style="color:{BEFORE_CSS}">&#9633; boxes before</span> '
+                  f'<span style="color:{AFTER_CSS}">&#9633; boxes after</span> '
+                  f'<span style="color:{EXPECTED_CSS};background:#444">&#9633; expected (mapped) boxes</span>')
+    else:
+        legend = (f'<span style="color:{BEFORE_CSS}">before</span> / <span style="color:{AFTER_CSS}">after</span>: '
+                  'predicted class and confidence')
+    body = "".join(figures) or '<p class="muted">No findings: the relation held on every input.</p>'
+    return (f'<section id="worst"><h2>Worst findings</h2><p class="legend">{legend}</p>'
+            f'<p class="note">The {len(findings)} findings with the largest violation, original on the left, '
+            f'transformed on the right.</p>{body}</section>')
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
+header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
+header p{margin:0;color:#c8cdd8;font-size:14px}main{padding:8px 28px 28px;max-width:1400px}
+nav{padding:8px 28px;background:#e9ecf1;font-size:14px}nav a{margin-right:14px;color:#1f5fa8}
+section{background:#fff;border-radius:6px;padding:14px 18px;margin:16px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+h2{font-size:18px;margin:4px 0 10px}h3{font-size:15px;margin:12px 0 6px}
+table{border-collapse:collapse;font-size:13px;margin-bottom:6px}th,td{padding:4px 10px;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}
+thead th{background:#f0f2f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
+table.kv th{font-weight:600;color:#4a5264;white-space:nowrap}table.kv td{word-break:break-word;max-width:340px}
+.cols{display:flex;flex-wrap:wrap;gap:24px}.cards{display:flex;flex-wrap:wrap;gap:14px}
+.card{background:#f0f4fa;border-radius:6px;padding:10px 18px;min-width:120px}.num{font-size:22px;font-weight:600}
+.lbl{font-size:12px;color:#5a6376;text-transform:uppercase;letter-spacing:.04em}
+.bar{display:inline-block;width:120px;height:10px;background:#f3d3d3;border-radius:5px;overflow:hidden}
+.bar span{display:block;height:100%;background:#3c9c5c}
+.note,.muted{color:#5a6376;font-size:13px}.warn{background:#fff3cd;border:1px solid #f0d27a;padding:6px 10px;border-radius:4px}
+.legend{font-size:13px;font-weight:600}
+figure.pair{display:inline-block;margin:8px 14px 14px 0;vertical-align:top;max-width:740px}
+figure.pair .imgs{display:flex;gap:6px}figure.pair img{width:360px;border-radius:3px;border:1px solid #ccd}
+figcaption{font-size:12px;margin-top:4px;word-break:break-word}
+svg.chart text{font-size:11px;fill:#333}svg.chart .grid{stroke:#e3e6eb}svg.chart .frame{fill:none;stroke:#aab}
+footer{color:#5a6376;font-size:12px;padding:0 28px 24px}
+"""
+
+
+def render_report(out_dir: str | Path, worst: int = WORST_DEFAULT) -> str:
+    """The report of a campaign folder as one HTML string (raises InputError on a bad folder)."""
+    run = open_run(out_dir)
+    run.findings  # parse now: a corrupt line fails before any work
+    model = run.summary.get("model") or {}
+    name = model.get("name") or "model"
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
+        ("settings", "Settings"), ("transforms", "Per transform"), ("severity", "Per severity"),
+        ("coverage", "Coverage"), ("worst", "Worst findings")))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>deeptest-iot report: {e(name)}</title><style>{CSS}</style></head><body>'
+        f'<header><h1>deeptest-iot report: {e(name)}</h1><p>task {e(run.task)} &middot; '
+        f'relation {e(((run.summary.get("campaign") or {}).get("relation") or {}).get("name", run.task))} &middot; '
+        f'folder {e(Path(out_dir).resolve())}</p></header><nav>{nav}</nav><main>'
+        f'{section_overview(run)}{section_settings(run)}{section_transforms(run)}{section_severity(run)}'
+        f'{section_coverage(run)}{section_worst(run, worst)}</main>'
+        f'<footer>Generated by deeptest-iot {e(__version__)} on {e(generated)}.</footer></body></html>\n')
+
+
+def write_report(out_dir: str | Path, path: str | Path | None = None, worst: int = WORST_DEFAULT) -> Path:
+    """Write the report atomically, by default to OUT_DIR/report.html; return its path."""
+    text = render_report(out_dir, worst=worst)
+    target = Path(path) if path is not None else Path(out_dir) / "report.html"
+    return atomic_write_text(target, text)

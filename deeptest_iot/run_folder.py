@@ -1,0 +1,148 @@
+"""Read a campaign output folder (docs/results-format.md) for the report, JUnit, compare and export.
+
+One reader so that every consumer fails the same way on a bad folder: a missing folder, a folder
+without summary.json, or a corrupt findings line each raise :class:`InputError` naming the file
+(and the line), which the CLI prints as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+SUMMARY = "summary.json"
+FINDINGS = "findings.jsonl"
+
+# Keys every consumer relies on; the rest of a finding is read with defaults.
+REQUIRED_FINDING_KEYS = ("id", "relation", "transform", "violation")
+
+SEVERITY_BUCKETS = ("0.0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1.0")
+
+
+@dataclass
+class RunFolder:
+    """A campaign folder: its path, its parsed summary and (read lazily) its findings."""
+
+    path: Path
+    summary: dict
+    _findings: list | None = field(default=None, repr=False)
+
+    @property
+    def findings(self) -> list[dict]:
+        """Every finding in file order (read once, validated line by line)."""
+        if self._findings is None:
+            self._findings = read_findings(self.path / FINDINGS)
+        return self._findings
+
+    @property
+    def task(self) -> str:
+        """The model's task (steering | classification | detection); from the summary, else the relation."""
+        task = (self.summary.get("model") or {}).get("task")
+        if task:
+            return str(task)
+        relation = (self.summary.get("campaign") or {}).get("relation") or {}
+        return str(relation.get("name", "steering"))
+
+    def resolve(self, relative: str) -> Path:
+        """The file an image path in a finding names, refusing paths that leave the folder.
+
+        A findings file is data, possibly from somewhere else: it must not make the report embed
+        (or export copy) an arbitrary file of the machine that reads it.
+        """
+        root = self.path.resolve()
+        target = (root / str(relative)).resolve()
+        if root not in target.parents:
+            raise InputError(f"{self.path / FINDINGS}: image path {relative!r} points outside {self.path}")
+        return target
+
+
+def open_run(path: str | Path) -> RunFolder:
+    """Open a campaign output folder; raise InputError when it is missing or has no readable summary."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such folder (expected a campaign output folder from `deeptest-iot run --out`)")
+    if not path.is_dir():
+        raise InputError(f"{path}: not a folder (expected a campaign output folder from `deeptest-iot run --out`)")
+    summary_path = path / SUMMARY
+    if not summary_path.is_file():
+        raise InputError(f"{path}: no {SUMMARY} here; is this a campaign output folder from `deeptest-iot run --out`?")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{summary_path}: not valid JSON ({exc})") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"{summary_path}: expected a JSON object, found {type(summary).__name__}")
+    return RunFolder(path=path, summary=summary)
+
+
+def read_findings(path: str | Path) -> list[dict]:
+    """Parse findings.jsonl; a missing file means no findings. Blank lines are skipped.
+
+    A line that is not a JSON object, or lacks one of REQUIRED_FINDING_KEYS, raises InputError
+    with the file and the 1-based line number, so the user can look at it.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    findings = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: corrupt findings line, not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{number}: corrupt findings line, expected a JSON object")
+            missing = [k for k in REQUIRED_FINDING_KEYS if k not in obj]
+            if missing:
+                raise InputError(f"{path}:{number}: finding lacks {', '.join(missing)}")
+            try:
+                obj["violation"] = float(obj["violation"])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{number}: violation {obj['violation']!r} is not a number") from None
+            findings.append(obj)
+    return findings
+
+
+def severity_bucket(severity: float) -> str:
+    """The per_severity bucket a severity in [0, 1] falls in (1.0 goes in the last one)."""
+    index = min(int(float(severity) * 5 + 1e-9), 4)
+    return SEVERITY_BUCKETS[max(index, 0)]
+
+
+def per_transform_rows(run: RunFolder) -> list[dict[str, Any]]:
+    """Per-transform figures: the summary's per_transform, with findings counted from the file
+    for transforms the summary does not list yet (a running campaign). Sorted by name."""
+    table = {str(k): dict(v) for k, v in (run.summary.get("per_transform") or {}).items()}
+    counts: dict[str, list[float]] = {}
+    for finding in run.findings:
+        counts.setdefault(str(finding["transform"]), []).append(finding["violation"])
+    for name, violations in counts.items():
+        if name not in table:
+            table[name] = {"tried": None, "findings": len(violations), "error_rate": None,
+                           "mean_violation": sum(violations) / len(violations),
+                           "max_violation": max(violations)}
+    rows = []
+    for name in sorted(table):
+        row = {"transform": name, **table[name]}
+        row["robustness"] = robustness(row)
+        rows.append(row)
+    return rows
+
+
+def robustness(row: dict) -> float | None:
+    """Robustness score of one transform: 1 - error rate, the share of transformed inputs on which
+    the relation held. None when the number of inputs tried is unknown or zero."""
+    rate = row.get("error_rate")
+    if rate is None:
+        tried, found = row.get("tried"), row.get("findings")
+        if not tried or found is None:
+            return None
+        rate = found / tried
+    return 1.0 - float(rate)
