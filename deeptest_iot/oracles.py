@@ -573,8 +573,9 @@ class DetectionOracle:
 
     @staticmethod
     def _as_output(boxes, scores, classes) -> dict:
-        return {"boxes": [[float(v) for v in b] for b in boxes], "scores": [float(s) for s in scores],
-                "classes": [int(c) for c in classes]}
+        return {"boxes": np.asarray(boxes, dtype=np.float64).tolist(),
+                "scores": np.asarray(scores, dtype=np.float64).tolist(),
+                "classes": np.asarray(classes, dtype=np.int64).tolist()}
 
     def check(self, reference_outputs, outputs, transforms=None, labels=None, frame_size=None) -> Verdicts:
         """Verdicts for lists of detections. ``frame_size`` (h, w) is needed to map and clip boxes.
@@ -638,7 +639,7 @@ class DetectionOracle:
                 "before": self._as_output(rb, rs, rc),
                 "after": self._as_output(ob, os_, oc),
                 "label": self._label(labels, i),
-                "expected": [[float(v) for v in b] for b in expected[i]],
+                "expected": np.asarray(expected[i], dtype=np.float64).tolist(),
                 "vanished": [self._obj(e_box[i, j], e_score[i, j], e_cls[i, j]) for j in np.flatnonzero(vanished[i])],
                 "appeared": [self._obj(t_box[i, j], t_score[i, j], t_cls[i, j]) for j in np.flatnonzero(appeared[i])],
                 "changed": [{"before": self._obj(e_box[i, match[i, j]], e_score[i, match[i, j]], e_cls[i, match[i, j]]),
