@@ -465,6 +465,11 @@ class ClassificationOracle:
 def map_boxes(matrix, boxes, frame_size) -> tuple[np.ndarray, np.ndarray]:
     """Map xyxy boxes through a 3x3 matrix: the 4 corners, their axis-aligned hull, clipped to the frame.
 
+    Boxes are in edge coordinates (pixel column i spans [i, i + 1], so a box is [x0, y0, x1, y1]
+    with x1 = x0 + width); transform matrices use pixel centres at integers (as cv2.warpAffine), so
+    corners are shifted by half a pixel into the matrix's frame and back. A flip of width w then
+    sends [x0, x1] to [w - x1, w - x0] exactly.
+
     Returns ``(mapped (k, 4), visible (k,))``: ``visible`` is the share of the hull's area left inside
     the frame (0 for a box that left it). A None matrix keeps the boxes (clipped).
     """
@@ -477,11 +482,11 @@ def map_boxes(matrix, boxes, frame_size) -> tuple[np.ndarray, np.ndarray]:
         x0, y0, x1, y1 = b.T
         xs = np.stack([x0, x1, x1, x0], axis=1)  # (k, 4 corners)
         ys = np.stack([y0, y0, y1, y1], axis=1)
-        pts = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ m.T  # (k, 4, 3)
+        pts = np.stack([xs - 0.5, ys - 0.5, np.ones_like(xs)], axis=-1) @ m.T  # (k, 4, 3)
         wgt = pts[..., 2]
         if np.any(np.abs(wgt) < 1e-12):
             raise InputError("transform matrix sends a box corner to infinity")
-        px, py = pts[..., 0] / wgt, pts[..., 1] / wgt
+        px, py = pts[..., 0] / wgt + 0.5, pts[..., 1] / wgt + 0.5
         hull = np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
     clipped = np.stack([np.clip(hull[:, 0], 0, w), np.clip(hull[:, 1], 0, h),
                         np.clip(hull[:, 2], 0, w), np.clip(hull[:, 3], 0, h)], axis=1)

@@ -315,9 +315,14 @@ def test_box_leaving_the_frame_is_not_required():
 
 
 def test_map_boxes_hull_clip_and_visibility():
-    rot90 = np.array([[0, -1, 100], [1, 0, 0], [0, 0, 1]], dtype=float)  # (x, y) -> (100 - y, x)
+    # pixel centres: (x, y) -> (99 - y, x), a quarter turn of a 100 x 100 frame; in edge
+    # coordinates that is (u, v) -> (100 - v, u)
+    rot90 = np.array([[0, -1, 99], [1, 0, 0], [0, 0, 1]], dtype=float)
     boxes, vis = map_boxes(rot90, [[10, 20, 30, 60]], (100, 100))
     assert boxes.tolist() == [[40, 10, 80, 30]] and vis.tolist() == [1.0]
+    # a flip of a 100-wide frame (centres: x -> 99 - x) sends edges [10, 30] to [70, 90]
+    flip = np.array([[-1, 0, 99], [0, 1, 0], [0, 0, 1]], dtype=float)
+    assert map_boxes(flip, [[10, 0, 30, 10]], (10, 100))[0].tolist() == [[70, 0, 90, 10]]
     boxes, vis = map_boxes(np.array([[1, 0, 200], [0, 1, 0], [0, 0, 1.]]), [[10, 20, 30, 60]], (100, 100))
     assert vis.tolist() == [0.0]
 
