@@ -1,0 +1,96 @@
+"""Check activation batches ({layer: (N, neurons)} in model order) and share per-batch work.
+
+Every criterion of one update reads the same validated arrays and the same per-row minima and
+maxima (which double as the NaN/Inf check: NaN and +-Inf propagate through min and max).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from deeptest_iot.errors import ConfigError, InputError
+
+
+def check_layer_sizes(layer_sizes) -> dict[str, int]:
+    """Return layer_sizes as an ordered {name: int}; ConfigError unless names are strings and sizes >= 1."""
+    if not isinstance(layer_sizes, Mapping) or not layer_sizes:
+        raise ConfigError(f"layer_sizes must be a non-empty dict {{layer_name: neurons}}, got {layer_sizes!r}")
+    out: dict[str, int] = {}
+    for name, size in layer_sizes.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"layer names must be non-empty strings, got {name!r}")
+        try:
+            n = int(size)
+        except (TypeError, ValueError):
+            raise ConfigError(f"layer {name!r}: neuron count must be an integer, got {size!r}") from None
+        if n < 1 or n != size:
+            raise ConfigError(f"layer {name!r}: neuron count must be a whole number >= 1, got {size!r}")
+        out[name] = n
+    return out
+
+
+def as_float(a: np.ndarray) -> np.ndarray:
+    """float32/float64 arrays stay as they are (no copy); anything else becomes float64."""
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def _as_2d(name: str, value) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"activations of layer {name!r} must be numbers, got dtype {a.dtype}")
+    if a.ndim == 2:
+        return as_float(a)
+    if a.ndim > 2:  # a channels-last feature map: a neuron is a channel, its value the spatial mean
+        return as_float(a).mean(axis=tuple(range(1, a.ndim - 1)))
+    raise InputError(f"activations of layer {name!r} must have shape (N, neurons), got shape {a.shape}")
+
+
+def _report_non_finite(name: str, a: np.ndarray) -> InputError:
+    bad = ~np.isfinite(a)
+    rows = np.flatnonzero(bad.any(axis=1))
+    n_nan = int(np.isnan(a).sum())
+    return InputError(f"activations of layer {name!r} contain {n_nan} NaN and {int(bad.sum()) - n_nan} Inf "
+                      f"values (batch rows {rows[:10].tolist()}{' ...' if rows.size > 10 else ''}); "
+                      f"the model produced non-finite values, so coverage cannot be measured")
+
+
+class BatchView:
+    """A validated batch: ``arrays[layer]`` (N, n) float, ``rowmin/rowmax[layer]`` (N, 1), and a cache.
+
+    Criteria put shared intermediate results (above/below the profile, top-k masks) in ``cache``
+    so that, say, NBC and SNAC compare with the profile only once per batch.
+    """
+
+    def __init__(self, acts, layer_sizes: Mapping[str, int]):
+        if not isinstance(acts, Mapping):
+            raise InputError(f"activations must be a dict {{layer_name: (N, neurons) array}}, got {type(acts).__name__}")
+        missing = [n for n in layer_sizes if n not in acts]
+        extra = [n for n in acts if n not in layer_sizes]
+        if missing or extra:
+            raise InputError(f"activation layers do not match the tracked layers: missing {missing}, "
+                             f"unexpected {extra}; tracked layers are {list(layer_sizes)}")
+        self.arrays: dict[str, np.ndarray] = {}
+        self.rowmin: dict[str, np.ndarray] = {}
+        self.rowmax: dict[str, np.ndarray] = {}
+        self.cache: dict = {}
+        n_inputs = None
+        for name, size in layer_sizes.items():
+            a = _as_2d(name, acts[name])
+            if a.shape[1] != size:
+                raise InputError(f"layer {name!r} has {a.shape[1]} neurons in the activations but "
+                                 f"{size} in layer_sizes")
+            if n_inputs is None:
+                n_inputs = a.shape[0]
+            elif a.shape[0] != n_inputs:
+                raise InputError(f"layer {name!r} has {a.shape[0]} inputs but the first layer has {n_inputs}; "
+                                 f"every layer must hold the same batch")
+            if a.shape[0]:
+                lo = a.min(axis=1, keepdims=True)
+                hi = a.max(axis=1, keepdims=True)
+                if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+                    raise _report_non_finite(name, a)
+                self.rowmin[name], self.rowmax[name] = lo, hi
+            self.arrays[name] = a
+        self.n = int(n_inputs or 0)
