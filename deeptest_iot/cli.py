@@ -13,6 +13,10 @@ from .errors import DeeptestError
 # (module, attribute) of each subcommand; modules are imported lazily so that
 # `deeptest-iot --help` does not pay for importing TensorFlow.
 SUBCOMMANDS = {
+    "report": (".cli_results", "report"),
+    "junit": (".cli_results", "junit"),
+    "compare": (".cli_results", "compare"),
+    "export": (".cli_results", "export"),
     "inspect": (".cli_model", "inspect"),
 }
 

@@ -1,0 +1,97 @@
+"""CLI commands that read campaign output folders: report, junit, compare, export, validate.
+
+Each command is a thin wrapper over a function of its own module (report.write_report,
+junit.write_junit, compare.compare_runs, export.export_findings) so that library users and the
+`validate` command get the same behaviour as the CLI. Errors a user can act on are DeeptestError
+subclasses; the CLI group prints them as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+FOLDER = click.Path(file_okay=True, dir_okay=True, path_type=Path)
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command("report")
+@click.argument("out_dir", type=FOLDER)
+@click.option("--out", "out_file", type=FILE, default=None,
+              help="HTML file to write [default: OUT_DIR/report.html].")
+@click.option("--worst", type=click.IntRange(min=0), default=12, show_default=True,
+              help="How many of the worst findings to show as image pairs.")
+def report(out_dir: Path, out_file: Path | None, worst: int) -> None:
+    """Write a self-contained HTML report of campaign folder OUT_DIR (images embedded, no network)."""
+    from .report import write_report
+
+    path = write_report(out_dir, out_file, worst=worst)
+    click.echo(f"report written to {path}")
+
+
+@click.command("junit")
+@click.argument("out_dir", type=FOLDER)
+@click.option("--out", "out_file", type=FILE, required=True, help="JUnit XML file to write.")
+@click.option("--max-error-rate", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="A transform's test case fails when its error rate is above this (0: any finding fails).")
+def junit(out_dir: Path, out_file: Path, max_error_rate: float) -> None:
+    """Convert campaign folder OUT_DIR to JUnit XML (one test case per relation and transform).
+
+    Exits 0 once the file is written, whatever the test cases say: the verdict is in the file."""
+    from .junit import write_junit
+
+    counts = write_junit(out_dir, out_file, max_error_rate=max_error_rate)
+    click.echo(f"JUnit XML written to {out_file}: {counts.tests} test cases, {counts.failures} failed, "
+               f"{counts.errors} errors, {counts.skipped} skipped")
+
+
+def _threshold_options(fn):
+    for name, help_text in reversed((
+            ("--max-error-rate-increase", "Allowed rise of an error rate (overall and per transform), absolute "
+                                          "[default 0.02, or [compare] in --config]."),
+            ("--max-coverage-drop", "Allowed drop of a coverage criterion, absolute [default 0.02]."),
+            ("--max-violation-increase", "Allowed rise of a transform's mean violation, in the relation's units "
+                                         "[default 0.05]."))):
+        fn = click.option(name, type=click.FloatRange(min=0.0), default=None, help=help_text)(fn)
+    return click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="TOML file whose [compare] table sets the thresholds (options override it).")(fn)
+
+
+@click.command("compare")
+@click.argument("baseline", type=FOLDER)
+@click.argument("candidate", type=FOLDER)
+@_threshold_options
+@click.option("--json", "json_file", type=FILE, default=None, help="Also write the comparison as JSON here.")
+@click.pass_context
+def compare(ctx: click.Context, baseline: Path, candidate: Path, config: Path | None,
+            max_error_rate_increase: float | None, max_coverage_drop: float | None,
+            max_violation_increase: float | None, json_file: Path | None) -> None:
+    """Compare campaign folders BASELINE and CANDIDATE made with the same seed and options.
+
+    Exit codes: 0 no threshold crossed, 1 a regression over a threshold, 2 the runs are not
+    comparable (different seed, options or tool version; the message says what differs)."""
+    from .compare import Thresholds, compare_runs
+    from .fileio import atomic_write_json
+
+    thresholds = Thresholds.load(config, max_error_rate_increase=max_error_rate_increase,
+                                 max_coverage_drop=max_coverage_drop, max_violation_increase=max_violation_increase)
+    result = compare_runs(baseline, candidate, thresholds)
+    click.echo(result.format_table())
+    if json_file is not None:
+        atomic_write_json(json_file, result.to_dict())
+    ctx.exit(result.exit_code)
+
+
+@click.command("export")
+@click.argument("out_dir", type=FOLDER)
+@click.option("--to", "to_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write images/, labels.csv or boxes.json, and findings.npz into.")
+def export(out_dir: Path, to_dir: Path) -> None:
+    """Export the findings of OUT_DIR as a training set: transformed frames plus the labels they
+    should have had (see the README for the rules)."""
+    from .export import export_findings
+
+    result = export_findings(out_dir, to_dir)
+    click.echo(f"exported {result.count} {result.task} findings to {result.folder} (and {result.npz.name})")
