@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "compare": (".cli_results", "compare"),
     "export": (".cli_results", "export"),
     "inspect": (".cli_model", "inspect"),
+    "run": (".cli_run", "run"),
+    "transforms": (".cli_transforms", "transforms"),
 }
 
 

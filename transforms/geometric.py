@@ -1,0 +1,104 @@
+"""Geometric transforms: translation, scale, shear, rotation, horizontal flip, each with its matrix.
+
+Every transform is defined by a 3x3 matrix M that maps input pixel coordinates (x = column,
+y = row, pixel centres at integers) to output ones; the pixels are ``cv2.warpAffine(img, M[:2])``
+with bilinear interpolation and a black border, as DeepTest did, so the matrix a detection oracle
+uses is exactly the warp that moved the pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .batch import per_image
+from .core import Param, TransformSpec, register
+
+
+def _centre(h: int, w: int) -> tuple[float, float]:
+    return (w - 1) / 2.0, (h - 1) / 2.0
+
+
+def translation_matrix(h, w, p) -> np.ndarray:
+    return np.array([[1.0, 0.0, p["tx"]], [0.0, 1.0, p["ty"]], [0.0, 0.0, 1.0]])
+
+
+def scale_matrix(h, w, p) -> np.ndarray:
+    s = p["factor"]
+    cx, cy = _centre(h, w)
+    return np.array([[s, 0.0, (1 - s) * cx], [0.0, s, (1 - s) * cy], [0.0, 0.0, 1.0]])
+
+
+def shear_matrix(h, w, p) -> np.ndarray:
+    k = -p["factor"]  # DeepTest's sign: it warps with [[1, -factor, 0], [0, 1, 0]]
+    _, cy = _centre(h, w)
+    return np.array([[1.0, k, -k * cy], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_matrix(h, w, p) -> np.ndarray:
+    cx, cy = _centre(h, w)
+    a = math.radians(p["degrees"])
+    c, s = math.cos(a), math.sin(a)
+    # cv2.getRotationMatrix2D: positive angles turn the picture counter-clockwise on screen.
+    return np.array([[c, s, (1 - c) * cx - s * cy], [-s, c, s * cx + (1 - c) * cy], [0.0, 0.0, 1.0]])
+
+
+def hflip_matrix(h, w, p) -> np.ndarray:
+    if not p["flip"]:
+        return np.eye(3)
+    return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _warp(matrix_fn):
+    def apply(batch, p, rng):
+        _, h, w, _ = batch.shape
+        m = matrix_fn(h, w, p)[:2]
+        return per_image(batch, lambda im: cv2.warpAffine(im, m, (w, h), flags=cv2.INTER_LINEAR,
+                                                          borderMode=cv2.BORDER_CONSTANT, borderValue=0))
+    return apply
+
+
+def _hflip(batch, p, rng):
+    return np.ascontiguousarray(batch[:, :, ::-1])
+
+
+register(TransformSpec(
+    "translation", "geometric",
+    (Param("tx", -200, 200, 0, identity=0, extreme=100, pool=(-50, 49, 1), unit="px", doc="right is positive"),
+     Param("ty", -200, 200, 0, identity=0, extreme=100, pool=(-50, 49, 1), unit="px", doc="down is positive")),
+    _warp(translation_matrix), matrix=translation_matrix,
+    doc="Shift the frame, black border. Severity 1 = (100, 100) px, the far end of DeepTest's sweep "
+        "(10..100 px on both axes).",
+    random_doc="tx and ty drawn independently from DeepTest's pool -50..49 px"))
+
+register(TransformSpec(
+    "scale", "geometric",
+    (Param("factor", 0.5, 6.0, 1.0, identity=1.0, extreme=6.0, pool=(0.5, 1.9, 0.1),
+           doc="> 1 zooms in, < 1 zooms out (black border)"),),
+    _warp(scale_matrix), matrix=scale_matrix,
+    doc="Zoom about the frame centre, same output size (DeepTest resized the whole frame). "
+        "Severity 1 = 6.0, the far end of DeepTest's sweep."))
+
+register(TransformSpec(
+    "shear", "geometric",
+    (Param("factor", -1.0, 1.0, 0.0, identity=0.0, extreme=1.0, pool=(-0.5, 0.4, 0.1),
+           doc="x' = x - factor (y - cy): DeepTest's sign, about the centre row"),),
+    _warp(shear_matrix), matrix=shear_matrix,
+    doc="Horizontal shear about the centre row (DeepTest sheared about the top row, which also "
+        "shifts the picture). Severity 1 = 1.0, the far end of DeepTest's sweep."))
+
+register(TransformSpec(
+    "rotation", "geometric",
+    (Param("degrees", -180, 180, 0, identity=0, extreme=30, pool=(-30, 29, 1), unit="deg",
+           doc="counter-clockwise on screen, about the frame centre"),),
+    _warp(rotation_matrix), matrix=rotation_matrix,
+    doc="Rotate about the centre, black corners. Severity 1 = 30 deg, the far end of DeepTest's sweep."))
+
+register(TransformSpec(
+    "hflip", "geometric",
+    (Param("flip", 0, 1, 0, identity=0, extreme=1, integer=True, doc="1 = mirror left-right, 0 = identity"),),
+    _hflip, matrix=hflip_matrix, random_params=lambda rng: {"flip": 1},
+    doc="Mirror left-right (the steering relation expects -angle). Flips at severity >= 0.5.",
+    random_doc="always flips"))

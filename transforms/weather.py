@@ -1,0 +1,217 @@
+"""Weather as code: fog, rain, snow, cast shadows and sun glare (DeepTest drew fog and rain by hand).
+
+Each effect is a per-pixel convex blend ``out = in * weight + offset`` whose weight and offset
+maps are computed once per call (from the parameters, the frame size and the seed) and shared by
+the whole batch, then applied in fixed point. Sizes are fractions of the frame, so the same value
+looks alike at 66x200 and 640x480.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .batch import blend, per_image
+from .core import Param, TransformSpec, register
+
+#: Depth scale of the fog model: the row ``FOG_NEAR`` of the way from the horizon down is at depth 1/2.
+FOG_NEAR = 0.15
+#: Extinction coefficient at density 1 (per unit of normalised depth).
+FOG_BETA_MAX = 4.5
+
+
+def fog_depth(h: int, horizon: float) -> np.ndarray:
+    """Normalised depth (h,) in (0, 1] of each row of a flat road seen by a level camera.
+
+    On a ground plane the distance of row y grows as 1 / (y - y_horizon). With r the fraction of
+    the way from the horizon to the bottom row, d = FOG_NEAR / (r + FOG_NEAR): 1 at the horizon
+    (and in the sky above it), FOG_NEAR / (1 + FOG_NEAR) at the bottom row.
+    """
+    y = (np.arange(h) + 0.5) / h
+    r = np.maximum(y - horizon, 0.0) / max(1.0 - horizon, 1e-9)
+    return FOG_NEAR / (r + FOG_NEAR)
+
+
+def fog_transmission(h: int, p: dict) -> np.ndarray:
+    """t = exp(-beta d) per row, beta = FOG_BETA_MAX * density."""
+    return np.exp(-FOG_BETA_MAX * p["density"] * fog_depth(h, p["horizon"]))
+
+
+def _fog(batch, p, rng):
+    t = fog_transmission(batch.shape[1], p)[:, None, None]
+    return blend(batch, t, p["airlight"] * (1.0 - t))
+
+
+#: Colour of rain streaks (RGB, slightly blue-white) and their opacities at three depths.
+RAIN_COLOR = np.array([200.0, 205.0, 215.0])
+RAIN_OPACITY = (0.3, 0.45, 0.6)
+
+
+def rain_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Streak opacity (h, w) in [0, 1]: slanted anti-aliased segments, three depth layers."""
+    count = int(round(p["density"] * h * w / 120.0))
+    mask = np.zeros((h, w), np.float32)
+    if count == 0:
+        return mask
+    length = max(1.0, p["length"] * h)
+    a = math.radians(p["angle"])
+    ddx, ddy = length * math.sin(a), length * math.cos(a)
+    # Start points over an enlarged area so slanted streaks also enter through the edges.
+    x0 = rng.uniform(-abs(ddx) - 1, w + abs(ddx) + 1, count)
+    y0 = rng.uniform(-ddy - 1, h, count)
+    layer = rng.integers(0, len(RAIN_OPACITY), count)
+    shrink = np.array([0.6, 0.8, 1.0])[layer]  # far streaks are shorter
+    pts = np.stack([x0, y0, x0 + ddx * shrink, y0 + ddy * shrink], axis=1)
+    thick = max(1, int(round(min(h, w) / 240)))
+    shift = 4  # sub-pixel precision of cv2.line
+    pts = np.rint(pts * (1 << shift)).astype(np.int32)
+    for k, opacity in enumerate(RAIN_OPACITY):
+        canvas = np.zeros((h, w), np.uint8)
+        lines = [s.reshape(2, 1, 2) for s in pts[layer == k]]
+        if lines:
+            cv2.polylines(canvas, lines, False, 255, thick, cv2.LINE_AA, shift)
+        np.maximum(mask, canvas.astype(np.float32) * (opacity / 255.0), out=mask)
+    return mask
+
+
+def _rain(batch, p, rng):
+    n, h, w, _ = batch.shape
+    m = rain_mask(h, w, p, rng)[:, :, None]
+    wet = p["wetness"]
+    k = 1 + 2 * int(round(wet * min(h, w) / 120.0))
+    if k > 1:  # wet lens: water film blurs the frame
+        batch = per_image(batch, lambda im: cv2.blur(im, (k, k)))
+    dim = 1.0 - 0.3 * wet  # and dims it
+    return blend(batch, dim * (1.0 - m), m * RAIN_COLOR)
+
+
+SNOW_COLOR = np.array([245.0, 247.0, 250.0])
+
+
+def snow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Flake opacity (h, w) in [0, 1]: many small far flakes and fewer large near ones, soft-edged."""
+    mask = np.zeros((h, w), np.float32)
+    count = int(round(p["density"] * h * w / 150.0))
+    r_near = p["flake_size"] * h
+    for radius, share, opacity in ((r_near, 0.15, 0.95), (r_near * 0.6, 0.3, 0.85), (r_near * 0.3, 0.55, 0.7)):
+        k = int(round(count * share))
+        if k == 0:
+            continue
+        canvas = np.zeros((h, w), np.float32)
+        canvas[rng.integers(0, h, k), rng.integers(0, w, k)] = 1.0
+        r = int(round(radius))
+        if r >= 1:
+            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            canvas = cv2.dilate(canvas, disc)
+        canvas = cv2.GaussianBlur(canvas, (0, 0), max(0.5, radius / 2.0))
+        canvas /= max(float(canvas.max()), 1e-6)
+        np.maximum(mask, canvas * opacity, out=mask)
+    return mask
+
+
+def _snow(batch, p, rng):
+    h, w = batch.shape[1:3]
+    m = snow_mask(h, w, p, rng)[:, :, None]
+    haze = 0.3 * p["density"]  # falling snow veils the scene with white
+    weight = (1.0 - haze) * (1.0 - m)
+    offset = (haze * (1.0 - m) + m) * SNOW_COLOR
+    return blend(batch, weight, offset)
+
+
+def shadow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Shadow opacity (h, w) in [0, 1]: a slanted band across the lower part of the frame (the
+    shadow of a tree, a building or a bridge on the road), over a random span, with a soft penumbra."""
+    top_l, top_r = rng.uniform(0.5, 0.85, 2) * h
+    thick_l, thick_r = rng.uniform(0.08, 0.3, 2) * h
+    span = rng.uniform(0.5, 1.0) * w
+    x0 = rng.uniform(-0.1 * w, w - span + 0.1 * w)
+    x1 = x0 + span
+    quad = np.array([[x0, top_l], [x1, top_r], [x1, top_r + thick_r], [x0, top_l + thick_l]])
+    canvas = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(canvas, [np.rint(quad * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    mask = canvas.astype(np.float32) / 255.0
+    sigma = p["softness"] * w
+    if sigma >= 0.3:
+        mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+    return mask
+
+
+def _shadow(batch, p, rng):
+    h, w = batch.shape[1:3]
+    m = shadow_mask(h, w, p, rng)[:, :, None]
+    return blend(batch, 1.0 - 0.75 * p["strength"] * m, 0.0)
+
+
+GLARE_COLOR = np.array([255.0, 248.0, 230.0])
+
+
+def glare_mask(h: int, w: int, p: dict) -> np.ndarray:
+    """Glare opacity (h, w): a bright core around the sun, a veil over the frame, two lens ghosts."""
+    diag = math.hypot(h, w)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = (ys + 0.5) / h, (xs + 0.5) / w
+
+    def dist2(cx, cy):  # squared distance to (cx, cy), in frame diagonals
+        return ((xs - cx) * (w / diag)) ** 2 + ((ys - cy) * (h / diag)) ** 2
+
+    sx, sy, rad = p["x"], p["y"], p["radius"]
+    g = np.exp(-dist2(sx, sy) / (rad * rad / 4.0)) + 0.15
+    for t, size, strength in ((0.7, 0.12, 0.25), (1.35, 0.06, 0.3)):  # ghosts on the line to the centre
+        gr2 = dist2(sx + t * (0.5 - sx) * 2, sy + t * (0.5 - sy) * 2) / (size * rad) ** 2
+        g += strength * (gr2 < 1.0) * np.exp(-gr2)
+    return np.clip(p["intensity"] * g, 0.0, 1.0)
+
+
+def _glare(batch, p, rng):
+    h, w = batch.shape[1:3]
+    g = glare_mask(h, w, p)[:, :, None]
+    return blend(batch, 1.0 - g, g * GLARE_COLOR)
+
+
+register(TransformSpec(
+    "fog", "weather",
+    (Param("density", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0,
+           doc=f"beta = {FOG_BETA_MAX:g} density; at 1 the horizon keeps 1% of its contrast, the bottom row 55%"),
+     Param("horizon", 0.0, 1.0, 0.4, doc="horizon row as a fraction of the height; fog is thickest there"),
+     Param("airlight", 128, 255, 230, unit="grey level", doc="brightness A of the fog")),
+    _fog,
+    doc="Atmospheric scattering I = J t + A (1 - t), t = exp(-beta d), depth d from a flat road: "
+        f"d = {FOG_NEAR:g} / (r + {FOG_NEAR:g}), r the fraction of the way from the horizon down to the "
+        "bottom row (d = 1 at and above the horizon)."))
+
+register(TransformSpec(
+    "rain", "weather",
+    (Param("density", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0,
+           doc="streaks per 120 px of frame area at 1"),
+     Param("length", 0.01, 0.5, 0.1, doc="streak length as a fraction of the frame height"),
+     Param("angle", -60, 60, 15, unit="deg", doc="slant from vertical; positive leans right at the bottom"),
+     Param("wetness", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0,
+           doc="wet lens: dims by up to 30% and box-blurs by up to min(h, w)/60 px")),
+    _rain, doc="Slanted anti-aliased streaks in three depth layers over a dimmed, blurred (wet-lens) "
+               "frame. Streak positions come from the seed."))
+
+register(TransformSpec(
+    "snow", "weather",
+    (Param("density", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0,
+           doc="flakes per 150 px of frame area at 1, and a white veil of up to 30%"),
+     Param("flake_size", 0.005, 0.05, 0.015, doc="radius of near flakes as a fraction of the height")),
+    _snow, doc="Soft white flakes of three sizes over a whitened frame. Flake positions come from the seed."))
+
+register(TransformSpec(
+    "shadow", "weather",
+    (Param("strength", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0,
+           doc="fraction of light removed in the shadow is 0.75 strength"),
+     Param("softness", 0.0, 0.2, 0.03, doc="penumbra sigma as a fraction of the width")),
+    _shadow, doc="A cast shadow: a slanted band across the lower frame darkens the road. "
+                 "Its place and shape come from the seed."))
+
+register(TransformSpec(
+    "glare", "weather",
+    (Param("intensity", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0, doc="opacity of the glare at the sun"),
+     Param("x", 0.0, 1.0, 0.75, doc="sun column as a fraction of the width"),
+     Param("y", 0.0, 1.0, 0.15, doc="sun row as a fraction of the height"),
+     Param("radius", 0.05, 1.0, 0.35, doc="glare radius as a fraction of the frame diagonal")),
+    _glare, doc="Sun glare: a bright core, a veil over the whole frame (15% of the intensity) and "
+                "two lens ghosts on the line through the centre."))
