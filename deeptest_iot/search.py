@@ -1,0 +1,334 @@
+"""Search strategies: which transformed inputs to try next, given what earlier ones covered.
+
+A strategy proposes :class:`Case` values (a seed and a chain of transform links) in batches and
+learns from the coverage each case added. It never touches pixels or the model: the campaign
+applies chains, runs the model and feeds back ``gains``. All state is small (seed indices and
+chains, never images) and JSON-able, so memory stays flat and a campaign can resume.
+
+Every case draws its random choices from its own Generator, seeded by (campaign seed, case id);
+strategy-level choices (which seed next) come from one Generator whose state is checkpointed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Link:
+    """One transform applied with its own randomness seed (rain drops, noise)."""
+
+    transform: Any
+    seed: int
+
+    def to_dict(self) -> dict:
+        d = self.transform.to_dict()
+        return {"name": d["name"], "params": d["params"], "seed": int(self.seed)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Link":
+        from .transforms import from_dict
+
+        return cls(from_dict({"name": d["name"], "params": d["params"]}), int(d["seed"]))
+
+
+@dataclass(frozen=True)
+class Case:
+    """A test input to build: ``links`` applied, in order, to seed ``seed_index``."""
+
+    case_id: int
+    seed_index: int
+    links: tuple[Link, ...]
+
+    @property
+    def transforms(self) -> list:
+        return [link.transform for link in self.links]
+
+    @property
+    def name(self) -> str:
+        return "+".join(link.transform.name for link in self.links)
+
+    @property
+    def severity(self) -> float:
+        values = [getattr(link.transform, "severity", None) for link in self.links]
+        values = [float(v) for v in values if v is not None]
+        return max(values) if values else 0.0
+
+
+def case_rng(campaign_seed: int, case_id: int) -> np.random.Generator:
+    """The Generator of one case: a pure function of (campaign seed, case id)."""
+    return np.random.default_rng([int(campaign_seed), int(case_id)])
+
+
+def _chain_to_json(links: Sequence[Link]) -> list:
+    return [link.to_dict() for link in links]
+
+
+def _chain_from_json(data: list) -> tuple[Link, ...]:
+    return tuple(Link.from_dict(d) for d in data)
+
+
+class Strategy:
+    """Base: a case counter, a strategy Generator, and the pool of transform names to draw from."""
+
+    name = "base"
+
+    def __init__(self, n_seeds: int, transform_names: Sequence[str], campaign_seed: int, **options):
+        from .transforms import REGISTRY
+
+        if n_seeds < 1:
+            raise ConfigError("a campaign needs at least one seed image")
+        unknown = [t for t in transform_names if t not in REGISTRY]
+        if unknown:
+            raise ConfigError(f"unknown transform(s) {', '.join(unknown)}; see `deeptest-iot transforms list`")
+        if not transform_names:
+            raise ConfigError("no transforms to try: --transforms is empty")
+        self.registry = REGISTRY
+        self.n_seeds = n_seeds
+        self.names = list(transform_names)
+        self.seed = int(campaign_seed)
+        self.next_case = 0
+        self.rng = np.random.default_rng([self.seed, 0x5EA4C4])
+        self.options = options
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    # -- building cases ------------------------------------------------------------------------
+    def _new_case(self, seed_index: int, prefix: tuple[Link, ...], choose) -> Case:
+        """A case: ``prefix`` plus a random-parameter link per name ``choose(rng)`` picks.
+
+        Every random choice of the case (names, parameters, link seeds) comes from its own Generator.
+        """
+        case_id = self.next_case
+        self.next_case += 1
+        rng = case_rng(self.seed, case_id)
+        names = choose(rng)
+        links = list(prefix)
+        for name in names:
+            links.append(Link(self.registry[name].random(rng), int(rng.integers(0, 2**31 - 1))))
+        return Case(case_id, int(seed_index), tuple(links))
+
+    def _pick_names(self, k: int, rng: np.random.Generator, avoid_geometric: bool = False) -> list[str]:
+        pool = self.names
+        if avoid_geometric:
+            pool = [n for n in pool if self.registry[n].kind != "geometric"] or pool
+        replace = len(pool) < k
+        return [pool[i] for i in rng.choice(len(pool), size=k, replace=replace)]
+
+    def next_batch(self, size: int) -> list[Case]:
+        raise NotImplementedError
+
+    def feedback(self, cases: Sequence[Case], gains: np.ndarray, failed: np.ndarray) -> None:
+        """Learn from the coverage ``gains`` (N,) and oracle ``failed`` (N,) of the last batch."""
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"next_case": self.next_case, "rng": self.rng.bit_generator.state}
+
+    def restore(self, state: dict) -> None:
+        self.next_case = int(state["next_case"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class RandomStrategy(Strategy):
+    """The baseline: a random seed and a chain of ``links`` random transforms (DeepTest's 2), no feedback."""
+
+    name = "random"
+
+    def __init__(self, *args, links: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.links = int(links)
+
+    def next_batch(self, size):
+        cases = []
+        for _ in range(size):
+            seed_index = int(self.rng.integers(self.n_seeds))
+            cases.append(self._new_case(seed_index, (), lambda rng: self._pick_names(self.links, rng)))
+        return cases
+
+
+class SweepStrategy(Strategy):
+    """DeepTest's systematic experiment: every preset transform over every seed, in order.
+
+    By default DeepTest's seven fixed sweeps plus the weather and sensor presets at four severities.
+    """
+
+    name = "sweep"
+
+    def __init__(self, *args, presets: Sequence[str] = ("deeptest-sweep", "weather", "sensor"), **kwargs):
+        super().__init__(*args, **kwargs)
+        from .transforms import PRESETS
+
+        unknown = [p for p in presets if p not in PRESETS]
+        if unknown:
+            raise ConfigError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(sorted(PRESETS))}")
+        allowed = set(self.names)
+        self.plan = [t for p in presets for t in PRESETS[p] if t.name in allowed]
+        if not self.plan:
+            raise ConfigError(f"presets {', '.join(presets)} have no transform among {', '.join(self.names)}")
+        self.position = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.plan) * self.n_seeds
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.total
+
+    def next_batch(self, size):
+        cases = []
+        while len(cases) < size and not self.done:
+            t_index, seed_index = divmod(self.position, self.n_seeds)
+            case_id = self.next_case
+            self.next_case += 1
+            self.position += 1
+            # One randomness seed per preset, shared by all seeds, so a preset runs as one batched call.
+            seed = int(np.random.default_rng([self.seed, 0x5EE9, t_index]).integers(0, 2**31 - 1))
+            cases.append(Case(case_id, seed_index, (Link(self.plan[t_index], seed),)))
+        return cases
+
+    def state(self):
+        return {**super().state(), "position": self.position}
+
+    def restore(self, state):
+        super().restore(state)
+        self.position = int(state["position"])
+
+
+class DeepTestStrategy(Strategy):
+    """DeepTest's coverage-guided greedy search (Tian et al. 2018, Algorithm 1), batched.
+
+    Depth first from each seed: a popped node gets ``tries`` children, each the node's chain plus
+    2 transforms with random parameters; a child that raises coverage is pushed as a new node (up to
+    ``max_depth`` levels, so chains stay plausible). Transform pairs that raised coverage are tried
+    first. When the stack empties, it is refilled with the seeds. Many nodes' children share a batch.
+    """
+
+    name = "deeptest"
+
+    def __init__(self, *args, tries: int = 10, links: int = 2, max_depth: int = 3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tries, self.links, self.max_depth = int(tries), int(links), int(max_depth)
+        self.stack: list[tuple[int, tuple[Link, ...], int]] = []  # (seed index, chain, depth)
+        self.winners: list[tuple[str, ...]] = []  # transform-name tuples that raised coverage, newest first
+        self.rounds = 0
+        self._pending: dict[int, tuple[int, tuple[Link, ...], int]] = {}
+
+    def _refill(self):
+        # Reverse so that seed 0 is popped first.
+        self.stack = [(i, (), 0) for i in reversed(range(self.n_seeds))]
+        self.rounds += 1
+
+    def next_batch(self, size):
+        cases = []
+        while len(cases) < size:
+            if not self.stack:
+                self._refill()
+            seed_index, chain, depth = self.stack.pop()
+            for t in range(self.tries):
+                if t < len(self.winners):
+                    winner = list(self.winners[t])
+                    choose = lambda rng, names=winner: names  # noqa: E731 - reuse what worked first
+                else:
+                    choose = lambda rng: self._pick_names(self.links, rng)  # noqa: E731
+                case = self._new_case(seed_index, chain, choose)
+                self._pending[case.case_id] = (seed_index, case.links, depth + 1)
+                cases.append(case)
+        return cases
+
+    def feedback(self, cases, gains, failed):
+        pushed = []
+        for case, gain in zip(cases, gains):
+            node = self._pending.pop(case.case_id, None)
+            if node is None or gain <= 0:
+                continue
+            new_names = tuple(link.transform.name for link in case.links[len(case.links) - self.links:])
+            if new_names in self.winners:
+                self.winners.remove(new_names)
+            self.winners.insert(0, new_names)
+            del self.winners[self.tries // 2:]  # keep room for fresh random pairs
+            if node[2] < self.max_depth:
+                pushed.append(node)
+        # Depth first: the newest successful children are explored next.
+        self.stack.extend(reversed(pushed))
+
+    def state(self):
+        return {**super().state(), "rounds": self.rounds,
+                "stack": [[s, _chain_to_json(c), d] for s, c, d in self.stack],
+                "winners": [list(w) for w in self.winners]}
+
+    def restore(self, state):
+        super().restore(state)
+        self.rounds = int(state["rounds"])
+        self.stack = [(int(s), _chain_from_json(c), int(d)) for s, c, d in state["stack"]]
+        self.winners = [tuple(w) for w in state["winners"]]
+        self._pending = {}
+
+
+class DeepHunterStrategy(Strategy):
+    """DeepHunter's fuzzing loop (Xie et al. 2019): seed queue, probabilistic picks, mutant batches.
+
+    A queue element is picked with weight max(0.8 - f / gamma, 0.3), f the times it was fuzzed; each
+    pick yields ``mutants`` children (its chain plus one random transform, at most one affine per
+    chain); the campaign drops invalid mutants (DeepHunter's L0/Linf rule) before the model sees
+    them; children that add coverage join the queue.
+    """
+
+    name = "deephunter"
+
+    def __init__(self, *args, mutants: int = 16, gamma: float = 5.0, p_max: float = 0.8, p_min: float = 0.3,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mutants, self.gamma, self.p_max, self.p_min = int(mutants), float(gamma), float(p_max), float(p_min)
+        self.queue: list[tuple[int, tuple[Link, ...]]] = [(i, ()) for i in range(self.n_seeds)]
+        self.fuzzed: list[int] = [0] * self.n_seeds
+
+    def _weights(self) -> np.ndarray:
+        f = np.asarray(self.fuzzed, np.float64)
+        w = np.maximum(self.p_max - f / self.gamma, self.p_min)
+        return w / w.sum()
+
+    def next_batch(self, size):
+        cases = []
+        while len(cases) < size:
+            pick = int(self.rng.choice(len(self.queue), p=self._weights()))
+            self.fuzzed[pick] += 1
+            seed_index, chain = self.queue[pick]
+            has_affine = any(link.transform.kind == "geometric" for link in chain)
+            for _ in range(self.mutants):
+                cases.append(self._new_case(
+                    seed_index, chain, lambda rng: self._pick_names(1, rng, avoid_geometric=has_affine)))
+        return cases
+
+    def feedback(self, cases, gains, failed):
+        for case, gain in zip(cases, gains):
+            if gain > 0:
+                self.queue.append((case.seed_index, case.links))
+                self.fuzzed.append(0)
+
+    def state(self):
+        return {**super().state(), "queue": [[s, _chain_to_json(c)] for s, c in self.queue],
+                "fuzzed": list(self.fuzzed)}
+
+    def restore(self, state):
+        super().restore(state)
+        self.queue = [(int(s), _chain_from_json(c)) for s, c in state["queue"]]
+        self.fuzzed = [int(f) for f in state["fuzzed"]]
+
+
+STRATEGIES = {cls.name: cls for cls in (DeepTestStrategy, DeepHunterStrategy, SweepStrategy, RandomStrategy)}
+
+
+def make_strategy(name: str, n_seeds: int, transform_names: Sequence[str], campaign_seed: int,
+                  **options) -> Strategy:
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](n_seeds, transform_names, campaign_seed, **options)
