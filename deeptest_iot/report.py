@@ -94,10 +94,10 @@ def draw_steering(image: np.ndarray, angle: float, color, units: str = "radians"
     h, w = image.shape[:2]
     theta = _angle_radians(angle, units) * (1 if POSITIVE_STEERS_RIGHT else -1)
     theta = max(-math.pi / 2, min(math.pi / 2, theta))
-    length = 0.45 * h
-    x0, y0 = w / 2, h - 6
+    length = 0.42 * h
+    x0, y0 = w / 2, h - 0.12 * h
     x1, y1 = x0 + length * math.sin(theta), y0 - length * math.cos(theta)
-    cv2.circle(image, (int(x0), int(y0)), int(0.12 * h), color, 1, cv2.LINE_AA)
+    cv2.circle(image, (int(x0), int(y0)), int(0.08 * h), color, 1, cv2.LINE_AA)
     cv2.arrowedLine(image, (int(x0), int(y0)), (int(round(x1)), int(round(y1))), color, thickness,
                     cv2.LINE_AA, tipLength=0.18)
 
@@ -145,7 +145,7 @@ def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, 
         if _is_number(finding.get("label")):
             draw_steering(orig, float(finding["label"]), LABEL_BGR, units, thickness=1)
         draw_steering(orig, float(before), BEFORE_BGR, units)
-        draw_steering(trans, float(before), BEFORE_BGR, units, thickness=1)
+        draw_steering(trans, expected_steering(finding), BEFORE_BGR, units, thickness=1)
         draw_steering(trans, float(after), AFTER_BGR, units)
         _text(orig, f"before {float(before):+.3f}", (6, 16), BEFORE_BGR)
         _text(trans, f"after {float(after):+.3f}", (6, 16), AFTER_BGR)
@@ -164,6 +164,17 @@ def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, 
     return orig, trans
 
 
+def expected_steering(finding: dict) -> float:
+    """What the relation expected on the transformed frame: the oracle's ``details.expected`` when
+    recorded, else ``before``, negated when the chain mirrors the frame (the flip relation)."""
+    from .export import mirrors  # one definition of "mirrors" for the report and the export
+
+    expected = (finding.get("details") or {}).get("expected")
+    if _is_number(expected):
+        return float(expected)
+    return -float(finding["before"]) if mirrors(finding.get("chain")) else float(finding["before"])
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -177,6 +188,14 @@ def data_uri(image_bgr: np.ndarray) -> str:
 
 
 # ----------------------------------------------------------------------------- charts
+
+
+def nice_step(raw: float) -> float:
+    """The 1-2-5 x 10^k step nearest above ``raw``, for axis ticks at round numbers."""
+    if raw <= 0:
+        return 1.0
+    base = 10 ** math.floor(math.log10(raw))
+    return next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
 
 
 def growth_svg(growth: list[dict], width: int = 720, height: int = 300) -> str:
@@ -206,9 +225,11 @@ def growth_svg(growth: list[dict], width: int = 720, height: int = 300) -> str:
         v = k / 5
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + pw}" y2="{y(v):.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{int(v * 100)}%</text>')
-    for k in range(5):  # x ticks
-        v = xmax * k / 4
-        parts.append(f'<text x="{x(v):.1f}" y="{top + ph + 16}" text-anchor="middle">{int(round(v))}</text>')
+    step = nice_step(xmax / 5)
+    for k in range(int(xmax // step) + 1):  # x ticks at round numbers
+        v = k * step
+        parts.append(f'<line x1="{x(v):.1f}" y1="{top + ph}" x2="{x(v):.1f}" y2="{top + ph + 4}" class="grid"/>')
+        parts.append(f'<text x="{x(v):.1f}" y="{top + ph + 16}" text-anchor="middle">{v:g}</text>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle">inputs tried</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame"/>')
     for k, name in enumerate(criteria):
@@ -223,12 +244,19 @@ def growth_svg(growth: list[dict], width: int = 720, height: int = 300) -> str:
     return "".join(parts)
 
 
-def bar(value: float | None) -> str:
-    """A small horizontal bar (inline CSS) for a score in [0, 1]."""
-    if value is None:
+def bar(value: float | None, full: float = 1.0, kind: str = "good") -> str:
+    """A small horizontal bar (inline CSS): ``value`` as a share of ``full``. ``kind`` "good" is a
+    green bar on red (coverage), "bad" a red bar on grey (error rates, scaled to the worst one so
+    that small differences between robust transforms stay visible)."""
+    if value is None or not full:
         return ""
-    width = max(0.0, min(1.0, float(value))) * 100
-    return f'<span class="bar"><span style="width:{width:.1f}%"></span></span>'
+    width = max(0.0, min(1.0, float(value) / float(full))) * 100
+    return f'<span class="bar {e(kind)}"><span style="width:{width:.1f}%"></span></span>'
+
+
+def _worst_rate(rows: Iterable[dict]) -> float:
+    rates = [float(r["error_rate"]) for r in rows if _is_number(r.get("error_rate"))]
+    return max(rates, default=0.0)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -282,20 +310,24 @@ def section_settings(run: RunFolder) -> str:
 
 def section_transforms(run: RunFolder) -> str:
     rows = per_transform_rows(run)
+    worst = _worst_rate(rows)
     body = "".join(
         f"<tr><td>{e(r['transform'])}</td><td class='n'>{fmt(r.get('tried'))}</td>"
         f"<td class='n'>{fmt(r.get('findings'))}</td><td class='n'>{pct(r.get('error_rate'))}</td>"
+        f"<td>{bar(r.get('error_rate'), worst, 'bad')}</td>"
         f"<td class='n'>{fmt(r.get('mean_violation'))}</td><td class='n'>{fmt(r.get('max_violation'))}</td>"
-        f"<td class='n'>{fmt(r['robustness'])}</td><td>{bar(r['robustness'])}</td></tr>" for r in rows)
+        f"<td class='n'><b>{fmt(r['robustness'])}</b></td></tr>" for r in rows)
     if not body:
         body = '<tr><td colspan="8" class="muted">no transforms recorded</td></tr>'
     return ('<section id="transforms"><h2>Findings and robustness per transform</h2>'
             '<table><thead><tr><th>transform</th><th>tried</th><th>findings</th><th>error rate</th>'
-            '<th>mean violation</th><th>max violation</th><th>robustness</th><th></th></tr></thead>'
+            '<th title="relative to the worst transform"></th><th>mean violation</th><th>max violation</th>'
+            '<th>robustness</th></tr></thead>'
             f'<tbody>{body}</tbody></table>'
             '<p class="note"><b>Robustness score</b> = 1 &minus; error rate: the share of inputs made with that '
             'transform on which the metamorphic relation held (1.000: no finding). Violation is how far past '
-            'the relation the output went, in the relation&rsquo;s units.</p></section>')
+            'the relation the output went, in the relation&rsquo;s units, over the findings. Bars compare error '
+            'rates with the worst transform&rsquo;s.</p></section>')
 
 
 def section_severity(run: RunFolder) -> str:
@@ -306,6 +338,7 @@ def section_severity(run: RunFolder) -> str:
             if _is_number(f.get("severity")):
                 counted[severity_bucket(f["severity"])] = counted.get(severity_bucket(f["severity"]), 0) + 1
     names = list(SEVERITY_BUCKETS) + [k for k in table if k not in SEVERITY_BUCKETS]
+    worst = _worst_rate(table.values())
     body = ""
     for name in names:
         row = table.get(name) or {}
@@ -314,11 +347,11 @@ def section_severity(run: RunFolder) -> str:
         rate = row.get("error_rate")
         body += (f"<tr><td>{e(name)}</td><td class='n'>{fmt(row.get('tried'))}</td>"
                  f"<td class='n'>{fmt(row.get('findings', counted.get(name)))}</td><td class='n'>{pct(rate)}</td>"
-                 f"<td class='n'>{fmt(robustness(row))}</td><td>{bar(robustness(row))}</td></tr>")
+                 f"<td>{bar(rate, worst, 'bad')}</td><td class='n'>{fmt(robustness(row))}</td></tr>")
     if not body:
         body = '<tr><td colspan="6" class="muted">no severities recorded</td></tr>'
     return ('<section id="severity"><h2>Findings per severity</h2><table><thead><tr><th>severity</th><th>tried</th>'
-            '<th>findings</th><th>error rate</th><th>robustness</th><th></th></tr></thead>'
+            '<th>findings</th><th>error rate</th><th></th><th>robustness</th></tr></thead>'
             f'<tbody>{body}</tbody></table><p class="note">Severity is the largest severity among a chain&rsquo;s '
             'transforms, in [0, 1].</p></section>')
 
@@ -357,6 +390,17 @@ def _show(value: Any) -> str:
     return "\u2014" if value is None else str(value)
 
 
+def _rounded(value: Any) -> Any:
+    """Parameters for display: floats to 4 significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def section_worst(run: RunFolder, worst: int) -> str:
     findings = sorted(run.findings, key=lambda f: (-f["violation"], str(f["id"])))[:max(worst, 0)]
     model = run.summary.get("model") or {}
@@ -372,7 +416,7 @@ def section_worst(run: RunFolder, worst: int) -> str:
                     f'<img src="{data_uri(trans)}" alt="transformed {e(f["id"])}">')
         else:
             pics = f'<p class="warn">images of {e(f["id"])} are missing from the folder</p>'
-        chain = "; ".join(f"{link.get('name')} {json.dumps(link.get('params', {}), sort_keys=True)}"
+        chain = "; ".join(f"{link.get('name')} {json.dumps(_rounded(link.get('params', {})), sort_keys=True)}"
                           for link in (f.get("chain") or []) if isinstance(link, dict))
         label = "" if f.get("label") is None else f" &middot; label {e(_show(f.get('label')))}"
         figures.append(
@@ -383,7 +427,7 @@ def section_worst(run: RunFolder, worst: int) -> str:
             f'(threshold {fmt(f.get("threshold"), 4)})<br><span class="muted">{e(chain)}</span></figcaption></figure>')
     if task == "steering":
         legend = (f'<span style="color:{BEFORE_CSS}">&#9650; before (original frame)</span> '
-                  f'<span style="color:{AFTER_CSS}">&#9650; after (transformed frame; thin green: before)</span> '
+                  f'<span style="color:{AFTER_CSS}">&#9650; after (transformed frame; thin green: what the relation expected)</span> '
                   f'<span style="color:{LABEL_CSS}">&#9650; seed label</span> '
                   f'&middot; arrows point where the car steers: up is straight, '
                   f'{"right" if POSITIVE_STEERS_RIGHT else "left"} is positive')
@@ -414,11 +458,11 @@ table.kv th{font-weight:600;color:#4a5264;white-space:nowrap}table.kv td{word-br
 .card{background:#f0f4fa;border-radius:6px;padding:10px 18px;min-width:120px}.num{font-size:22px;font-weight:600}
 .lbl{font-size:12px;color:#5a6376;text-transform:uppercase;letter-spacing:.04em}
 .bar{display:inline-block;width:120px;height:10px;background:#f3d3d3;border-radius:5px;overflow:hidden}
-.bar span{display:block;height:100%;background:#3c9c5c}
+.bar span{display:block;height:100%;background:#3c9c5c}.bar.bad{background:#eceef2}.bar.bad span{background:#d9534f}
 .note,.muted{color:#5a6376;font-size:13px}.warn{background:#fff3cd;border:1px solid #f0d27a;padding:6px 10px;border-radius:4px}
 .legend{font-size:13px;font-weight:600}
-figure.pair{display:inline-block;margin:8px 14px 14px 0;vertical-align:top;max-width:740px}
-figure.pair .imgs{display:flex;gap:6px}figure.pair img{width:360px;border-radius:3px;border:1px solid #ccd}
+figure.pair{display:inline-block;margin:8px 14px 14px 0;vertical-align:top;max-width:580px}
+figure.pair .imgs{display:flex;gap:6px}figure.pair img{width:280px;border-radius:3px;border:1px solid #ccd}
 figcaption{font-size:12px;margin-top:4px;word-break:break-word}
 svg.chart text{font-size:11px;fill:#333}svg.chart .grid{stroke:#e3e6eb}svg.chart .frame{fill:none;stroke:#aab}
 footer{color:#5a6376;font-size:12px;padding:0 28px 24px}
