@@ -48,6 +48,9 @@ def _as_classes(classes, n: int, what: str) -> np.ndarray:
 
 
 def _varying(x: np.ndarray, min_variance: float, what: str) -> np.ndarray:
+    """Indices of neurons with variance >= min_variance in x (at least 2 traces needed)."""
+    if x.shape[0] < 2:
+        raise ConfigError(f"{what}: needs at least 2 training traces to estimate a spread, got {x.shape[0]}")
     keep = np.flatnonzero(x.var(axis=0) >= min_variance)
     if keep.size == 0:
         raise ConfigError(f"{what}: every neuron has variance < {min_variance:g} on the training traces, so "
