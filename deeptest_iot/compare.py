@@ -1,8 +1,9 @@
 """Compare two campaign folders (a baseline and a candidate model) made with the same campaign.
 
-Comparable only when both runs are complete and used the same tool version, result format and
-campaign options (seed included): otherwise the figures would differ for reasons other than the
-model, and :class:`IncomparableRunsError` says exactly what differs (exit code 2 in the CLI).
+Comparable only when both runs are complete and used the same tool version, result format, model
+task and campaign options (seed included; the options that belong to the model itself, listed in
+MODEL_SPECIFIC, may differ): otherwise the figures would differ for reasons other than the model,
+and :class:`IncomparableRunsError` says exactly what differs (exit code 2 in the CLI).
 
 Figures compared, each against a threshold (absolute differences, candidate minus baseline):
 
@@ -32,6 +33,12 @@ from .errors import ConfigError
 from .run_folder import open_run
 
 EPS = 1e-12
+
+# Campaign settings that belong to the model under test, not to the campaign: a candidate model
+# has its own file, card, trust decision, activation profile and seed MSE (the steering relation's
+# lambda * MSE_orig bound is relative to each model's own error, as in DeepTest). They may differ.
+MODEL_SPECIFIC = frozenset({"campaign.model", "campaign.card", "campaign.trust_model", "campaign.profile",
+                            "campaign.profile_source", "campaign.relation.mse_orig"})
 
 
 class IncomparableRunsError(ConfigError):
@@ -178,7 +185,7 @@ def differences(baseline: dict, candidate: dict) -> list[str]:
             diffs.append(f"{what}: {json.dumps(b)} vs {json.dumps(c)}")
     b_opts = _flatten("campaign", baseline.get("campaign") or {})
     c_opts = _flatten("campaign", candidate.get("campaign") or {})
-    for key in sorted(set(b_opts) | set(c_opts)):
+    for key in sorted((set(b_opts) | set(c_opts)) - MODEL_SPECIFIC):
         b, c = b_opts.get(key, "(absent)"), c_opts.get(key, "(absent)")
         if b != c:
             diffs.append(f"{key}: {json.dumps(b)} vs {json.dumps(c)}")
@@ -239,8 +246,15 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
                                 _mean_violation(c) if c_tried else None, t.max_violation_increase, True))
     b_cov, c_cov = baseline.get("coverage") or {}, candidate.get("coverage") or {}
     for name in sorted(set(b_cov) | set(c_cov)):
-        result.rows.append(_row("coverage", name, _coverage(b_cov.get(name)), _coverage(c_cov.get(name)),
-                                t.max_coverage_drop, False))
+        b, c = _coverage(b_cov.get(name)), _coverage(c_cov.get(name))
+        if b is None and c is None:  # TKNP counts patterns: no fraction to hold a threshold against
+            result.notes.append(f"{name}: no coverage fraction recorded (a pattern count); not compared")
+            continue
+        result.rows.append(_row("coverage", name, b, c, t.max_coverage_drop, False))
+    if (baseline.get("libraries") or {}) != (candidate.get("libraries") or {}):
+        diff = sorted(k for k in set(baseline.get("libraries") or {}) | set(candidate.get("libraries") or {})
+                      if (baseline.get("libraries") or {}).get(k) != (candidate.get("libraries") or {}).get(k))
+        result.notes.append(f"library versions differ ({', '.join(diff)}): some of the change may come from them")
     b_n, c_n = (baseline.get("model") or {}).get("neurons"), (candidate.get("model") or {}).get("neurons")
     if b_n != c_n:
         result.notes.append(f"the models count different neurons ({b_n} vs {c_n}): coverage percentages "

@@ -203,10 +203,15 @@ def growth_svg(growth: list[dict], width: int = 720, height: int = 300) -> str:
     on y, one polyline per criterion, legend on the right."""
     points = [p for p in growth if isinstance(p, dict) and _is_number(p.get("inputs"))]
     criteria: list[str] = []
+    counts: set[str] = set()  # criteria that count (TKNP patterns) instead of giving a fraction
     for p in points:
         for key in p:
-            if key != "inputs" and key not in criteria and _is_number(p[key]):
-                criteria.append(key)
+            if key != "inputs" and _is_number(p[key]):
+                if float(p[key]) > 1.0:
+                    counts.add(key)
+                if key not in criteria:
+                    criteria.append(key)
+    criteria = [c for c in criteria if c not in counts]
     if len(points) < 2 or not criteria:
         return '<p class="muted">Not enough checkpoints to draw coverage growth.</p>'
     left, right, top, bottom = 48, 170, 12, 36
@@ -241,6 +246,8 @@ def growth_svg(growth: list[dict], width: int = 720, height: int = 300) -> str:
                      f'stroke="{color}" stroke-width="3"/>')
         parts.append(f'<text x="{left + pw + 38}" y="{ly}">{e(name)}</text>')
     parts.append("</svg>")
+    if counts:
+        parts.append(f'<p class="note">Not drawn (counts, not fractions): {e(", ".join(sorted(counts)))}.</p>')
     return "".join(parts)
 
 
@@ -361,8 +368,9 @@ def section_coverage(run: RunFolder) -> str:
     body = ""
     for name, c in cov.items():
         c = c if isinstance(c, dict) else {"coverage": c}
+        covered = c.get("covered", c.get("patterns"))  # TKNP reports distinct patterns
         body += (f"<tr><td>{e(name)}</td><td class='n'>{pct(c.get('coverage'))}</td>"
-                 f"<td class='n'>{fmt(c.get('covered'))}</td><td class='n'>{fmt(c.get('total'))}</td>"
+                 f"<td class='n'>{fmt(covered)}</td><td class='n'>{fmt(c.get('total'))}</td>"
                  f"<td>{bar(c.get('coverage'))}</td></tr>")
     table = ('<table><thead><tr><th>criterion</th><th>coverage</th><th>covered</th><th>total</th><th></th></tr>'
              f'</thead><tbody>{body}</tbody></table>') if body else '<p class="muted">no coverage recorded</p>'

@@ -149,3 +149,16 @@ def test_cli_exit_codes_and_json(baseline, tmp_path):
 def test_missing_candidate_folder_is_an_input_error(baseline, tmp_path):
     with pytest.raises(InputError):
         compare_runs(baseline, tmp_path / "nope")
+
+
+def test_model_specific_settings_may_differ(baseline, tmp_path):
+    """A candidate model has its own path, card, profile and seed MSE; those do not block the comparison."""
+    cand = make_run(tmp_path / "cand", findings([0.2, 0.2], [0.2]), TRIED,
+                    campaign={"model": "candidate.keras", "profile_source": "seeds",
+                              "relation": {"name": "steering", "lambda": 5.0, "delta": 0.1, "mse_orig": 0.003}},
+                    libraries={"python": "3.11.7", "numpy": "9.9"},
+                    coverage={"nc:0.5": {"coverage": 0.6}, "kmnc:10": {"coverage": 0.3}, "tknp:1": {"patterns": 12}})
+    result = compare_runs(baseline, cand)
+    assert result.passed
+    assert any("tknp:1" in n for n in result.notes)
+    assert any("library versions differ (numpy)" in n for n in result.notes)

@@ -169,3 +169,12 @@ def test_cli_report(steering_run, tmp_path):
     result = runner.invoke(main, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "no such folder" in result.output and "Traceback" not in result.output
+
+
+def test_pattern_counts_are_not_drawn_as_fractions(tmp_path):
+    growth = [{"inputs": 0, "nc:0.5": 0.2, "tknp:1": 5}, {"inputs": 64, "nc:0.5": 0.4, "tknp:1": 40}]
+    coverage = {"nc:0.5": {"coverage": 0.4, "covered": 4, "total": 10}, "tknp:1": {"patterns": 40}}
+    run = make_run(tmp_path / "run", coverage_growth=growth, coverage=coverage)
+    page = Page(render_report(run))
+    assert len(page.all("polyline")) == 1
+    assert "Not drawn (counts, not fractions): tknp:1" in page.plain
