@@ -54,18 +54,16 @@ class Param:
             raise ConfigError(f"{where} is not a number; {self.describe()}")
         if not math.isfinite(float(value)):
             raise ConfigError(f"{where} is not finite; {self.describe()}")
-        if self.integer:
-            if float(value) != int(value):
-                raise ConfigError(f"{where} must be a whole number; {self.describe()}")
-            value = int(value)
-            if self.odd and value % 2 == 0:
-                raise ConfigError(f"{where} must be odd; {self.describe()}")
-        else:
-            value = float(value)
-        if not self.lo <= value <= self.hi:
+        if not self.lo <= float(value) <= self.hi:
             raise ConfigError(f"{where} is outside its range [{_fmt(self.lo)}, {_fmt(self.hi)}]; "
                               f"{self.describe()}")
-        return value
+        if not self.integer:
+            return float(value)
+        if float(value) != int(value):
+            raise ConfigError(f"{where} must be a whole number; {self.describe()}")
+        if self.odd and int(value) % 2 == 0:
+            raise ConfigError(f"{where} must be odd; {self.describe()}")
+        return int(value)
 
     def describe(self) -> str:
         kind = "odd integer" if self.odd else "integer" if self.integer else "number"
