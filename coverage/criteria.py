@@ -210,16 +210,19 @@ class KMNC(MaskCriterion):
                 x *= scale
                 np.clip(x, 0, k - 1, out=x)
                 key = x.astype(np.int32)
+            del x  # keep the peak memory of an update down
             key += colbase  # flat index neuron * k + section into the (n, k) cells
             state = self._cells[name].reshape(-1)  # a view: the cells are C-contiguous
             seen = np.take(state, key)
             seen |= above
             seen |= below  # values outside [low, high] hit no section
             if not seen.all():
-                where = np.flatnonzero(~seen)  # ascending, so rows ascend: first occurrence = first input
-                items, first = np.unique(key.reshape(-1)[where], return_index=True)
+                where = np.flatnonzero(~seen)  # flat positions row * n + neuron of unseen cells
+                first = np.full(state.size, np.iinfo(np.int64).max)
+                np.minimum.at(first, key.reshape(-1)[where], where)  # earliest position per cell (no sort)
+                items = np.flatnonzero(first != np.iinfo(np.int64).max)
                 state[items] = True
-                gains += np.bincount(where[first] // n, minlength=gains.size)
+                gains += np.bincount(first[items] // n, minlength=gains.size)
 
 
 class TKNP(Criterion):
