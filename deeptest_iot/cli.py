@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "inspect": (".cli_model", "inspect"),
     "run": (".cli_run", "run"),
     "transforms": (".cli_transforms", "transforms"),
+    "samples": (".cli_samples", "samples"),
 }
 
 
