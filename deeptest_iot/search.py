@@ -11,6 +11,7 @@ strategy-level choices (which seed next) come from one Generator whose state is 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -171,6 +172,18 @@ class SweepStrategy(Strategy):
             raise ConfigError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(sorted(PRESETS))}")
         allowed = set(self.names)
         self.plan = [t for p in presets for t in PRESETS[p] if t.name in allowed]
+        # A transform no preset sweeps is swept over four severities (duplicates, e.g. a flip, once).
+        swept = {t.name for t in self.plan}
+        seen = set()
+        for name in self.names:
+            if name in swept:
+                continue
+            for level in (0.25, 0.5, 0.75, 1.0):
+                t = self.registry[name].from_severity(level)
+                key = json.dumps(t.to_dict(), sort_keys=True)
+                if key not in seen and not getattr(t, "is_identity", False):
+                    seen.add(key)
+                    self.plan.append(t)
         if not self.plan:
             raise ConfigError(f"presets {', '.join(presets)} have no transform among {', '.join(self.names)}")
         self.position = 0

@@ -1,0 +1,436 @@
+"""One test campaign: seeds -> transform chains -> model (outputs + activations) -> coverage -> oracle -> findings.
+
+Everything moves in batches. Only counters, the coverage state and the strategy's small state live
+in memory; findings go to disk as they are found, and a checkpoint after every batch lets a killed
+campaign resume where it stopped (``docs/results-format.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import ConfigError, InputError
+from .results import (CampaignStats, FindingsWriter, read_checkpoint, write_checkpoint, write_summary,
+                      FINDINGS, CHECKPOINT)
+from .search import Case, make_strategy
+
+DEFAULT_COVERAGE = ("nc:0.5", "kmnc:10", "nbc")
+SAMPLE_MODEL = "dave2_steering"
+
+
+@dataclass
+class CampaignOptions:
+    """Every setting of a campaign; ``to_dict`` goes into summary.json so a campaign can be re-run."""
+
+    model: str | None = None  # None: the shipped sample steering model
+    card: str | None = None
+    trust_model: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    seeds: str | None = None  # image folder; None: generated scenes
+    labels: str | None = None
+    n_seeds: int = 50  # generated scenes when no folder is given
+    strategy: str = "deeptest"
+    transforms: tuple[str, ...] | None = None  # None: every registered transform
+    budget: int = 2000  # inputs run through the model (seeds not counted)
+    time: float | None = None  # seconds; stops at whichever of budget and time comes first
+    coverage: tuple[str, ...] = DEFAULT_COVERAGE
+    guide: tuple[str, ...] | None = None  # criteria whose gains steer the search; None: all tracked
+    profile: str | None = None
+    seed: int = 0
+    batch_size: int = 64
+    lam: float | None = None  # steering relation with labels (None: the oracle's default)
+    delta: float | None = None  # steering relation without labels
+    max_confidence_drop: float | None = None  # classification
+    alpha: float = 0.02  # DeepHunter validity
+    beta: float = 0.2
+    max_error_rate: float = 0.0  # exit 1 when the error rate is above this
+    out: str = "deeptest-out"
+    resume: bool = False
+
+    # Options that may change between a run and its --resume (the rest must match).
+    RESUMABLE = ("budget", "time", "out", "resume", "max_error_rate")
+
+    def __post_init__(self):
+        if self.budget is not None and int(self.budget) < 0:
+            raise ConfigError(f"--budget must be >= 0, not {self.budget}")
+        if self.time is not None and float(self.time) <= 0:
+            raise ConfigError(f"--time must be > 0 seconds, not {self.time}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, not {self.batch_size}")
+        if int(self.n_seeds) < 1:
+            raise ConfigError(f"n_seeds must be >= 1, not {self.n_seeds}")
+        if not 0.0 <= float(self.max_error_rate) <= 1.0:
+            raise ConfigError(f"max_error_rate must be in [0, 1], not {self.max_error_rate}")
+        for name in ("include", "exclude", "coverage"):
+            setattr(self, name, tuple(getattr(self, name) or ()))
+        for name in ("transforms", "guide"):
+            value = getattr(self, name)
+            setattr(self, name, None if value is None else tuple(value))
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_sources(cls, config_file: str | None = None, **cli: Any) -> "CampaignOptions":
+        """Options from a TOML config (a ``[run]`` table or top-level keys), overridden by CLI values."""
+        values: dict[str, Any] = {}
+        if config_file:
+            try:
+                data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"config file {config_file}: no such file") from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"config file {config_file}: not valid TOML: {exc}") from None
+            table = data.get("run", {k: v for k, v in data.items() if not isinstance(v, dict)})
+            unknown = sorted(set(table) - set(cls.fields()))
+            if unknown:
+                raise ConfigError(f"config file {config_file}: unknown key(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(cls.fields())}")
+            values.update(table)
+        values.update({k: v for k, v in cli.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"bad campaign option: {exc}") from None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    def replay_dict(self) -> dict:
+        """The options that define which findings a campaign makes (for resume and compare checks)."""
+        d = self.to_dict()
+        for k in self.RESUMABLE:
+            d.pop(k, None)
+        return d
+
+
+@dataclass
+class CampaignResult:
+    summary: dict
+    exit_code: int
+    out_dir: Path = field(default=Path("."))
+
+
+def _libraries() -> dict:
+    import cv2
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__}
+
+
+def _load_model(opts: CampaignOptions):
+    from .cli_model import load_from_options
+
+    path = opts.model
+    if path is None:
+        from . import sample_models
+
+        path = str(sample_models.path(SAMPLE_MODEL))
+    return load_from_options(path, opts.card, None, opts.include, opts.exclude, opts.trust_model)
+
+
+def _load_seeds(opts: CampaignOptions, mut):
+    from . import seeds as seed_loaders
+
+    if opts.seeds is None:
+        if opts.labels:
+            raise ConfigError("--labels needs --seeds (the folder the labels describe)")
+        return seed_loaders.generated_seeds(opts.n_seeds, seed=opts.seed)
+    return seed_loaders.load_seeds(opts.seeds, labels=opts.labels)
+
+
+def _profile_for(opts: CampaignOptions, mut, seed_acts):
+    """The training profile KMNC/NBC/SNAC need: --profile, the file beside the model, or the seeds."""
+    from .coverage import Profile, parse_specs
+
+    needs = any(s.kind in ("kmnc", "nbc", "snac") for s in parse_specs(opts.coverage))
+    if not needs:
+        return None, None
+    if opts.profile:
+        return Profile.load(opts.profile, mut.fingerprint, mut.layer_sizes), opts.profile
+    if mut.path:
+        beside = Path(mut.path).with_suffix(".profile.npz")
+        if beside.is_file():
+            return Profile.load(beside, mut.fingerprint, mut.layer_sizes), str(beside)
+    return Profile.from_batches([seed_acts], mut.fingerprint, mut.layer_sizes), "seeds"
+
+
+def apply_case(image: np.ndarray, case: Case) -> np.ndarray:
+    """The pixels of one case: its links applied in order to its seed image."""
+    out = image[None]
+    for link in case.links:
+        out = link.transform(out, seed=link.seed)
+    return out[0]
+
+
+def build_images(seed_images: np.ndarray, cases: Sequence[Case]) -> np.ndarray:
+    """Apply every case's chain; cases that share a seed-independent chain run as one batched call."""
+    groups: dict[str, list[int]] = {}
+    for i, case in enumerate(cases):
+        key = json.dumps([link.to_dict() for link in case.links], sort_keys=True)
+        groups.setdefault(key, []).append(i)
+    out = np.empty((len(cases),) + seed_images.shape[1:], np.uint8)
+    for indices in groups.values():
+        batch = seed_images[[cases[i].seed_index for i in indices]]
+        for link in cases[indices[0]].links:
+            batch = link.transform(batch, seed=link.seed)
+        out[indices] = batch
+    return out
+
+
+def _select(outputs, indices):
+    if isinstance(outputs, np.ndarray):
+        return outputs[indices]
+    return [outputs[i] for i in indices]
+
+
+def _json_output(value):
+    """A model output as findings.jsonl stores it (see docs/results-format.md)."""
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
+
+
+class Progress:
+    """Reports progress: a live line on a terminal, a plain log line every ``every`` seconds otherwise."""
+
+    def __init__(self, total: int | None, time_limit: float | None, tty: bool, echo: Callable[[str], None],
+                 every: float = 10.0):
+        self.total, self.time_limit, self.tty, self.echo, self.every = total, time_limit, tty, echo, every
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, tried: int, coverage: dict, findings: int, final: bool = False) -> None:
+        now = time.perf_counter() - self.start
+        if not final and not self.tty and now - self.last < self.every:
+            return
+        self.last = now
+        rate = tried / now if now > 0 else 0.0
+        cov = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in coverage.items())
+        if self.tty:
+            done = min(tried / self.total, 1.0) if self.total else min(now / (self.time_limit or 1), 1.0)
+            bar = "#" * int(done * 24)
+            line = f"\r[{bar:<24}] {tried} inputs  {rate:6.0f}/s  {cov}  findings={findings}"
+            self.echo(line + ("\n" if final else ""))
+        else:
+            self.echo(f"inputs={tried} rate={rate:.0f}/s {cov} findings={findings}\n")
+
+
+def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = None, tty: bool = False,
+                 stop_after_batches: int | None = None) -> CampaignResult:
+    """Run (or resume) a campaign and return its summary and exit code (0 passed, 1 findings over threshold).
+
+    ``stop_after_batches`` stops early as a kill would (for tests of resume).
+    """
+    from .coverage import CoverageTracker
+    from .oracles import make_oracle
+    from .validity import check_validity
+
+    echo = echo or (lambda s: None)
+    out = Path(opts.out)
+    checkpoint = None
+    if opts.resume:
+        checkpoint = read_checkpoint(out)
+        if checkpoint is None:
+            echo(f"nothing to resume in {out}: starting a new campaign\n")
+        else:
+            before = checkpoint["options"]
+            now = opts.replay_dict()
+            diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            if diff:
+                raise ConfigError(f"--resume with different options than the campaign in {out}: "
+                                  + ", ".join(f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in diff))
+    elif (out / CHECKPOINT).exists() or ((out / FINDINGS).exists() and (out / FINDINGS).stat().st_size):
+        raise ConfigError(f"{out} already holds a campaign; pass --resume to continue it, or choose another --out "
+                          "(deeptest-iot never overwrites results)")
+    out.mkdir(parents=True, exist_ok=True)
+
+    mut = _load_model(opts)
+    seeds = _load_seeds(opts, mut)
+    task = mut.card.task
+    with_cov = bool(opts.coverage)
+    if with_cov and not mut.supports_coverage:
+        raise ConfigError(f"coverage needs a Keras model; {mut.name!r} is a {mut.kind} model. Run it with "
+                          "--coverage none to test the metamorphic relations only")
+    ref = mut.run(seeds.images, with_activations=with_cov)
+    labels = _labels_for(task, seeds)
+
+    oracle_opts: dict[str, Any] = {}
+    if task == "steering":
+        oracle_opts = {"lam": opts.lam, "delta": opts.delta}
+        if labels is not None and np.isfinite(labels).any():
+            oracle_opts.update(seed_predictions=ref.outputs, seed_labels=labels)
+    elif task == "classification":
+        oracle_opts = {"classes": list(mut.card.classes) or None, "max_confidence_drop": opts.max_confidence_drop}
+    else:
+        oracle_opts = {"classes": list(mut.card.classes) or None, "score_threshold": mut.card.score_threshold}
+    oracle = make_oracle(task, **oracle_opts)
+
+    from .transforms import REGISTRY
+
+    transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
+    strategy = make_strategy(opts.strategy, len(seeds.images), transform_names, opts.seed)
+
+    tracker = None
+    profile_source = None
+    slot = 0
+    if with_cov:
+        if checkpoint is not None:
+            tracker = CoverageTracker.load(out / checkpoint["coverage_file"], mut.fingerprint, mut.layer_sizes)
+            profile_source = checkpoint.get("profile_source")
+            slot = checkpoint["batches"]
+        else:
+            profile, profile_source = _profile_for(opts, mut, ref.activations)
+            tracker = CoverageTracker(opts.coverage, mut.layer_sizes, profile, fingerprint=mut.fingerprint)
+            tracker.update(ref.activations)
+    guide = list(opts.guide) if opts.guide else (tracker.names if tracker else [])
+    if tracker is not None:
+        unknown = [g for g in guide if g not in tracker.names]
+        if unknown:
+            raise ConfigError(f"guide criteria {unknown} are not tracked; tracked: {tracker.names}")
+
+    stats = CampaignStats(checkpoint["stats"] if checkpoint else None)
+    if checkpoint is not None:
+        strategy.restore(checkpoint["strategy"])
+        writer = FindingsWriter(out, count=checkpoint["findings"], offset=checkpoint["findings_offset"])
+        batches = checkpoint["batches"]
+        elapsed_before = checkpoint["elapsed_s"]
+    else:
+        writer = FindingsWriter(out)
+        batches = 0
+        elapsed_before = 0.0
+        if tracker is not None:
+            stats.record_growth(tracker.coverage())
+
+    model_info = {"path": mut.path, "name": mut.name, "fingerprint": mut.fingerprint, "task": task,
+                  "card": mut.card.to_dict(), "layers": mut.layer_sizes, "neurons": mut.neurons}
+    campaign_info = {**opts.replay_dict(), "transforms": transform_names,
+                     "seeds_used": seeds_description(opts, seeds), "profile_source": profile_source,
+                     "relation": oracle.config()}
+    frame_hw = seeds.images.shape[1:3]
+    start = time.perf_counter()
+    progress = Progress(opts.budget, opts.time, tty, echo)
+
+    def summary(status: str) -> dict:
+        s = {"format": 1, "tool": {"name": "deeptest-iot", "version": __version__}, "libraries": _libraries(),
+             "model": model_info, "campaign": campaign_info, "status": status,
+             "inputs_tried": stats.tried, "inputs_rejected": stats.rejected, "findings": stats.found,
+             "seeds": len(seeds.images), "duration_s": round(elapsed_before + time.perf_counter() - start, 3),
+             **stats.tables()}
+        if tracker is not None:
+            s["coverage"] = tracker.summary()["criteria"]
+            s["coverage_growth"] = stats.growth
+        else:
+            s["coverage"] = {}
+            s["coverage_growth"] = []
+        return s
+
+    write_summary(out, summary("running"))
+    run_batches = 0
+    while not strategy.done:
+        remaining = opts.budget - stats.tried if opts.budget is not None else opts.batch_size
+        if remaining <= 0:
+            break
+        if opts.time is not None and time.perf_counter() - start + elapsed_before >= opts.time:
+            break
+        cases = strategy.next_batch(min(opts.batch_size, remaining))[:remaining]
+        if not cases:
+            break
+        images = build_images(seeds.images, cases)
+        if opts.strategy == "deephunter":
+            originals = seeds.images[[c.seed_index for c in cases]]
+            validity = check_validity(originals, images, chains=[c.transforms for c in cases], alpha=opts.alpha,
+                                      beta=opts.beta)
+            keep = np.flatnonzero(validity.valid)
+            stats.rejected += len(cases) - len(keep)
+            cases = [cases[i] for i in keep]
+            images = images[keep]
+            if not cases:
+                continue
+        res = mut.run(images, with_activations=tracker is not None)
+        if tracker is not None:
+            tracker.update(res.activations)
+            gains = sum((tracker.last_gains[g] for g in guide), np.zeros(len(cases), np.int64))
+        else:
+            gains = np.zeros(len(cases), np.int64)
+        idx = np.array([c.seed_index for c in cases])
+        verdicts = oracle.check(_select(ref.outputs, idx), res.outputs, [c.transforms for c in cases],
+                                labels=None if labels is None else labels[idx], frame_size=frame_hw)
+        strategy.feedback(cases, gains, verdicts.failed)
+        stats.add([c.name for c in cases], [c.severity for c in cases], verdicts.failed, verdicts.violation)
+
+        records, pairs = [], []
+        for i in verdicts.failures:
+            case, detail = cases[i], verdicts.details[i]
+            records.append({
+                "case": case.case_id, "seed_id": seeds.ids[case.seed_index], "seed_index": case.seed_index,
+                "relation": verdicts.relation, "transform": case.name,
+                "chain": [link.to_dict() for link in case.links], "severity": round(case.severity, 6),
+                "before": _json_output(detail.get("before")), "after": _json_output(detail.get("after")),
+                "label": detail.get("label"), "violation": float(verdicts.violation[i]),
+                "threshold": float(verdicts.threshold[i]), "coverage_gain": int(gains[i]),
+                "details": {k: v for k, v in detail.items()
+                            if k not in ("before", "after", "label", "violation", "threshold")}})
+            pairs.append((seeds.images[case.seed_index], images[i]))
+        writer.append(records, pairs)
+        batches += 1
+        run_batches += 1
+
+        checkpoint_state = {"format": 1, "options": opts.replay_dict(), "batches": batches,
+                            "findings": writer.count, "findings_offset": writer.offset,
+                            "strategy": strategy.state(), "stats": None, "profile_source": profile_source,
+                            "elapsed_s": elapsed_before + time.perf_counter() - start}
+        if tracker is not None:
+            stats.record_growth(tracker.coverage())
+            # Two alternating files: the one the previous checkpoint names is never overwritten.
+            name = f"coverage-{batches % 2}.npz"
+            tracker.save(out / name)
+            checkpoint_state["coverage_file"] = name
+        checkpoint_state["stats"] = stats.state()
+        write_checkpoint(out, checkpoint_state)
+        write_summary(out, summary("running"))
+        progress.update(stats.tried, tracker.coverage() if tracker else {}, stats.found)
+        if stop_after_batches is not None and run_batches >= stop_after_batches:
+            return CampaignResult(summary("running"), 3, out)
+
+    final = summary("complete")
+    if tracker is not None:
+        tracker.save(out / "coverage.npz")
+    write_summary(out, final)
+    progress.update(stats.tried, tracker.coverage() if tracker else {}, stats.found, final=True)
+    exit_code = 1 if final["error_rate"] > opts.max_error_rate else 0
+    return CampaignResult(final, exit_code, out)
+
+
+def _labels_for(task: str, seeds) -> np.ndarray | None:
+    """Steering labels as a float array (NaN where a seed has none); other tasks judge against the seed output."""
+    if task != "steering" or getattr(seeds, "labels", None) is None:
+        return None
+    labels = np.asarray(seeds.labels, dtype=np.float64).reshape(-1)
+    if labels.shape[0] != len(seeds.images):
+        raise InputError(f"{labels.shape[0]} labels for {len(seeds.images)} seed images")
+    return labels
+
+
+def seeds_description(opts: CampaignOptions, seeds) -> str:
+    if opts.seeds is None:
+        return f"generated:{len(seeds.images)}"
+    return f"{opts.seeds} ({len(seeds.images)} images)"

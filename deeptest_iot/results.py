@@ -1,0 +1,138 @@
+"""Writing a campaign's output folder: append-only findings, image pairs, summary and checkpoint.
+
+Format: ``docs/results-format.md``. Findings are appended and fsynced batch by batch; everything
+else is replaced atomically. The checkpoint records the byte length of ``findings.jsonl`` it
+covers, so a resumed campaign first cuts off whatever a killed run appended after it: no finding
+is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .fileio import atomic_write_bytes, atomic_write_json
+from .run_folder import SEVERITY_BUCKETS, severity_bucket
+
+FINDINGS = "findings.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.json"
+IMAGES = "images"
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise InputError("could not encode an image as PNG")
+    return buf.tobytes()
+
+
+class FindingsWriter:
+    """Append findings (JSONL + PNG pairs) to an output folder, crash-safely."""
+
+    def __init__(self, out_dir: Path, count: int = 0, offset: int = 0):
+        self.out_dir = Path(out_dir)
+        (self.out_dir / IMAGES).mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / FINDINGS
+        self.count = count
+        # Cut off a killed run's lines past the last checkpoint (or a torn last line).
+        with open(self.path, "ab") as f:
+            if f.tell() != offset:
+                f.truncate(offset)
+        self.offset = offset
+
+    def append(self, records: list[dict[str, Any]], pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Write each record's image pair, then its JSON line; ids are numbered on from ``count``."""
+        if not records:
+            return
+        lines = []
+        for record, (original, transformed) in zip(records, pairs):
+            fid = f"f{self.count:06d}"
+            self.count += 1
+            images = {"original": f"{IMAGES}/{fid}_orig.png", "transformed": f"{IMAGES}/{fid}_trans.png"}
+            atomic_write_bytes(self.out_dir / images["original"], encode_png(original))
+            atomic_write_bytes(self.out_dir / images["transformed"], encode_png(transformed))
+            lines.append(json.dumps({"id": fid, **record, "images": images}, allow_nan=False) + "\n")
+        data = "".join(lines).encode("utf-8")
+        with open(self.path, "ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.offset += len(data)
+
+
+class CampaignStats:
+    """Running per-transform and per-severity counts: what summary.json reports, never the findings."""
+
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.tried = int(state.get("tried", 0))
+        self.rejected = int(state.get("rejected", 0))
+        self.found = int(state.get("found", 0))
+        self.per_transform: dict[str, dict] = state.get("per_transform", {})
+        self.per_severity: dict[str, dict] = state.get("per_severity") or {
+            b: {"tried": 0, "findings": 0} for b in SEVERITY_BUCKETS}
+        self.growth: list[dict] = state.get("growth", [])
+
+    def add(self, names: list[str], severities: list[float], failed: np.ndarray, violation: np.ndarray) -> None:
+        for name, sev, bad, v in zip(names, severities, failed.tolist(), violation.tolist()):
+            row = self.per_transform.setdefault(
+                name, {"tried": 0, "findings": 0, "violation_sum": 0.0, "max_violation": 0.0})
+            row["tried"] += 1
+            bucket = self.per_severity[severity_bucket(sev)]
+            bucket["tried"] += 1
+            if bad:
+                row["findings"] += 1
+                row["violation_sum"] += float(v)
+                row["max_violation"] = max(row["max_violation"], float(v))
+                bucket["findings"] += 1
+        self.tried += len(names)
+        self.found += int(np.count_nonzero(failed))
+
+    def record_growth(self, coverage: dict[str, float]) -> None:
+        self.growth.append({"inputs": self.tried, **{k: round(float(v), 6) for k, v in coverage.items()}})
+        if len(self.growth) > 400:  # keep the curve's shape, bound its size
+            self.growth = self.growth[:1] + self.growth[1:-1:2] + self.growth[-1:]
+
+    def state(self) -> dict:
+        return {"tried": self.tried, "rejected": self.rejected, "found": self.found,
+                "per_transform": self.per_transform, "per_severity": self.per_severity, "growth": self.growth}
+
+    def tables(self) -> dict:
+        """per_transform, per_severity and error_rate as summary.json has them."""
+        per_transform = {}
+        for name in sorted(self.per_transform):
+            row = self.per_transform[name]
+            per_transform[name] = {
+                "tried": row["tried"], "findings": row["findings"],
+                "error_rate": row["findings"] / row["tried"] if row["tried"] else 0.0,
+                "mean_violation": row["violation_sum"] / row["findings"] if row["findings"] else 0.0,
+                "max_violation": row["max_violation"]}
+        per_severity = {b: {**v, "error_rate": v["findings"] / v["tried"] if v["tried"] else 0.0}
+                        for b, v in self.per_severity.items()}
+        return {"per_transform": per_transform, "per_severity": per_severity,
+                "error_rate": self.found / self.tried if self.tried else 0.0}
+
+
+def write_summary(out_dir: Path, summary: dict) -> None:
+    atomic_write_json(Path(out_dir) / SUMMARY, summary)
+
+
+def write_checkpoint(out_dir: Path, checkpoint: dict) -> None:
+    atomic_write_json(Path(out_dir) / CHECKPOINT, checkpoint)
+
+
+def read_checkpoint(out_dir: Path) -> dict | None:
+    path = Path(out_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a valid checkpoint ({exc}); start again without --resume") from None

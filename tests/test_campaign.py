@@ -1,0 +1,238 @@
+"""Campaigns end to end on tiny models: findings on disk, determinism, resume after a kill, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+keras = pytest.importorskip("keras")
+
+from deeptest_iot.campaign import CampaignOptions, run_campaign  # noqa: E402
+from deeptest_iot.cli import main  # noqa: E402
+from deeptest_iot.errors import ConfigError  # noqa: E402
+from deeptest_iot.scenes import generate  # noqa: E402
+from deeptest_iot.seeds import load_seeds  # noqa: E402
+
+
+def _mean_intensity_model(path: Path) -> Path:
+    """steering = mean pixel intensity / 255, exactly: GlobalAveragePooling then a Dense of 1/3 each."""
+    inp = keras.Input((24, 48, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)  # counted, not on the output path
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(inp)
+    feat = keras.layers.Dense(2, activation="relu", name="feat")(keras.layers.GlobalAveragePooling2D()(x))
+    out = keras.layers.Dense(1, name="steer")(keras.layers.Concatenate()([pooled, feat]))
+    model = keras.Model(inp, out, name="mean_intensity")
+    w = np.zeros((5, 1), np.float32)
+    w[:3, 0] = 1.0 / 3.0
+    model.get_layer("steer").set_weights([w, np.zeros(1, np.float32)])
+    model.save(path)
+    path.with_suffix(".toml").write_text('task = "steering"\ninput_size = [24, 48]\nscale = 0.00392156862745098\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("campaign")
+    model = _mean_intensity_model(root / "mean.keras")
+    frames = generate(6, seed=3, height=48, width=96).images
+    seeds = root / "seeds"
+    seeds.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(seeds / f"frame_{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return {"root": root, "model": str(model), "seeds": str(seeds)}
+
+
+def _opts(workdir, out, **kw):
+    base = dict(model=workdir["model"], seeds=workdir["seeds"], strategy="random", budget=48, batch_size=16,
+                coverage=("nc:0.5", "kmnc:4"), transforms=("brightness", "fog", "rotation", "hflip"), seed=1,
+                out=str(out))
+    base.update(kw)
+    return CampaignOptions(**base)
+
+
+def _findings(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "findings.jsonl").read_text().splitlines()]
+
+
+def test_sweep_findings_match_hand_computed_outputs(workdir, tmp_path):
+    """Brightness +d raises the mean intensity by what clipping allows; delta 0.1 decides each verdict."""
+    out = tmp_path / "sweep"
+    opts = _opts(workdir, out, strategy="sweep", transforms=("brightness",), budget=1000, delta=0.1)
+    result = run_campaign(opts)
+    s = result.summary
+    assert s["inputs_tried"] == 10 * 6  # DeepTest's 10 brightness steps over 6 seeds
+    seeds = load_seeds(workdir["seeds"]).images
+    # What the model must say, computed with NumPy: the network sees the frame resized to 24x48.
+    findings = _findings(out)
+    expected_failures = 0
+    for step in range(1, 11):
+        d = 10 * step
+        for img in seeds:
+            before = _model_view(img).mean() / 255.0
+            after = _model_view(np.clip(img.astype(int) + d, 0, 255).astype(np.uint8)).mean() / 255.0
+            expected_failures += abs(after - before) > 0.1 + 1e-4
+    assert s["findings"] == len(findings) == expected_failures
+    for f in findings:
+        assert f["relation"] == "steering" and f["transform"] == "brightness"
+        d = f["chain"][0]["params"]["delta"]
+        img = seeds[f["seed_index"]]
+        assert f["before"] == pytest.approx(_model_view(img).mean() / 255.0, abs=1e-4)
+        expected_after = _model_view(np.clip(img.astype(int) + d, 0, 255).astype(np.uint8)).mean() / 255.0
+        assert f["after"] == pytest.approx(expected_after, abs=1e-4)
+        assert f["violation"] == pytest.approx(abs(f["after"] - f["before"]) - 0.1, abs=1e-6)
+        assert (out / f["images"]["original"]).is_file() and (out / f["images"]["transformed"]).is_file()
+    assert result.exit_code == (1 if findings else 0)
+
+
+def _model_view(img):
+    import tensorflow as tf
+
+    x = tf.image.resize(tf.cast(img[None], tf.float32), (24, 48), method="bilinear")
+    return x.numpy()[0]
+
+
+def test_flip_relation_expects_negated_steering(workdir, tmp_path):
+    """Mean intensity is mirror-invariant, so pred(flip(x)) = pred(x) breaks pred(flip(x)) = -pred(x)."""
+    out = tmp_path / "flip"
+    opts = _opts(workdir, out, strategy="sweep", transforms=("hflip",), budget=100, delta=0.1, coverage=())
+    s = run_campaign(opts).summary
+    findings = _findings(out)
+    # Every scene has mean intensity well above 0.05, so |p - (-p)| = 2p > 0.1 for all.
+    assert s["inputs_tried"] >= 6 and s["findings"] == s["inputs_tried"] == len(findings)
+    for f in findings:
+        assert f["details"]["flipped"] is True
+        assert f["violation"] == pytest.approx(2 * abs(f["before"]) - 0.1, abs=1e-4)
+
+
+def test_output_folder_and_summary(workdir, tmp_path):
+    out = tmp_path / "run"
+    result = run_campaign(_opts(workdir, out))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "complete" and s["inputs_tried"] == 48
+    assert sum(row["tried"] for row in s["per_transform"].values()) == 48
+    assert sum(row["findings"] for row in s["per_transform"].values()) == s["findings"] == len(_findings(out))
+    assert sum(b["tried"] for b in s["per_severity"].values()) == 48
+    assert set(s["coverage"]) == {"nc:0.5", "kmnc:4"}
+    growth = s["coverage_growth"]
+    assert growth[0]["inputs"] == 0 and growth[-1]["inputs"] == 48
+    assert all(a["kmnc:4"] <= b["kmnc:4"] for a, b in zip(growth, growth[1:]))
+    assert s["model"]["fingerprint"].startswith("sha256:") and s["libraries"]["tensorflow"]
+    assert s["campaign"]["seed"] == 1 and s["campaign"]["strategy"] == "random"
+    assert (out / "checkpoint.json").is_file() and (out / "coverage.npz").is_file()
+    assert result.summary == s
+
+
+@pytest.mark.parametrize("strategy", ["deeptest", "deephunter", "random"])
+def test_same_seed_same_findings_byte_for_byte(workdir, tmp_path, strategy):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_campaign(_opts(workdir, a, strategy=strategy))
+    run_campaign(_opts(workdir, b, strategy=strategy))
+    assert (a / "findings.jsonl").read_bytes() == (b / "findings.jsonl").read_bytes()
+    assert len(_findings(a)) > 0
+
+
+def test_resume_after_interruption_gives_the_same_findings(workdir, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run_campaign(_opts(workdir, whole, strategy="deeptest", budget=80))
+    run_campaign(_opts(workdir, parts, strategy="deeptest", budget=80), stop_after_batches=2)
+    # A kill in the middle of the next batch leaves a torn line after the checkpoint.
+    with open(parts / "findings.jsonl", "ab") as f:
+        f.write(b'{"id": "f999999", "relation": "stee')
+    result = run_campaign(_opts(workdir, parts, strategy="deeptest", budget=80, resume=True))
+    assert result.summary["status"] == "complete" and result.summary["inputs_tried"] == 80
+    assert (whole / "findings.jsonl").read_bytes() == (parts / "findings.jsonl").read_bytes()
+    sw, sp = (json.loads((d / "summary.json").read_text()) for d in (whole, parts))
+    assert sw["coverage"] == sp["coverage"] and sw["per_transform"] == sp["per_transform"]
+
+
+def test_resume_after_kill_minus_9(workdir, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "deeptest_iot", "run", "--model", workdir["model"], "--seeds", workdir["seeds"],
+            "--strategy", "deephunter", "--budget", "400", "--batch-size", "16", "--seed", "2",
+            "--transforms", "brightness,fog,rotation", "--coverage", "nc:0.5,kmnc:4", "--out", str(out), "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = out / "checkpoint.json"
+        if ckpt.exists() and json.loads(ckpt.read_text() or "{}").get("batches", 0) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode in (0, 1), resumed.stderr
+    whole = tmp_path / "whole"
+    args[args.index(str(out))] = str(whole)
+    subprocess.run(args, capture_output=True, text=True)
+    assert (whole / "findings.jsonl").read_bytes() == (out / "findings.jsonl").read_bytes()
+    lines = (out / "findings.jsonl").read_text().splitlines()
+    assert len({json.loads(line)["id"] for line in lines}) == len(lines)  # nothing written twice
+
+
+def test_existing_results_are_never_overwritten(workdir, tmp_path):
+    out = tmp_path / "run"
+    run_campaign(_opts(workdir, out, budget=16))
+    with pytest.raises(ConfigError, match="--resume"):
+        run_campaign(_opts(workdir, out, budget=16))
+    with pytest.raises(ConfigError, match="seed was 1, now 2"):
+        run_campaign(_opts(workdir, out, budget=32, seed=2, resume=True))
+
+
+def test_classification_campaign_flags_changed_labels(tmp_path):
+    inp = keras.Input((16, 16, 3))
+    logits = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(inp))
+    model = keras.Model(inp, logits)
+    # class 1 wins when mean intensity > 0.5 (logit1 - logit0 = 6 * (mean - 0.5))
+    model.get_layer("logits").set_weights([np.array([[0, 2], [0, 2], [0, 2]], np.float32),
+                                           np.array([0, -3], np.float32)])
+    path = tmp_path / "cls.keras"
+    model.save(path)
+    path.with_suffix(".toml").write_text('task = "classification"\ninput_size = [16, 16]\nclasses = ["dark", "bright"]\n')
+    out = tmp_path / "out"
+    s = run_campaign(CampaignOptions(model=str(path), n_seeds=6, strategy="sweep", transforms=("brightness",),
+                                     coverage=(), out=str(out), budget=1000)).summary
+    assert s["inputs_tried"] == 60
+    for f in _findings(out):
+        assert f["before"]["label"] != f["after"]["label"]
+        assert f["after"]["name"] == "bright"  # brightening can only push toward "bright"
+
+
+def test_cli_run_exit_codes(workdir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(main, ["run", "--model", workdir["model"], "--seeds", workdir["seeds"], "--budget", "32",
+                                  "--batch-size", "16", "--transforms", "brightness", "--delta", "0.01",
+                                  "--out", str(out), "-q"])
+    assert result.exit_code == 1, result.output  # tiny delta: brightness changes break it
+    assert "findings" in result.output
+    result = runner.invoke(main, ["run", "--model", workdir["model"], "--seeds", workdir["seeds"], "--budget", "16",
+                                  "--transforms", "brightness", "--delta", "0.01", "--max-error-rate", "1.0",
+                                  "--out", str(tmp_path / "cli2"), "-q"])
+    assert result.exit_code == 0, result.output
+    for bad in (["--transforms", "teleport"], ["--budget", "-3"], ["--strategy", "annealing"],
+                ["--coverage", "nc:7"], ["--seeds", str(tmp_path / "missing")]):
+        result = runner.invoke(main, ["run", "--model", workdir["model"], "--seeds", workdir["seeds"], *bad,
+                                      "--out", str(tmp_path / "bad"), "-q"])
+        assert result.exit_code == 2, (bad, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_config_file_and_command_line(workdir, tmp_path):
+    cfg = tmp_path / "campaign.toml"
+    cfg.write_text(f'[run]\nmodel = "{workdir["model"]}"\nseeds = "{workdir["seeds"]}"\nbudget = 16\n'
+                   'strategy = "random"\nseed = 4\n')
+    opts = CampaignOptions.from_sources(str(cfg), budget=32)
+    assert opts.budget == 32 and opts.seed == 4 and opts.strategy == "random"
+    cfg.write_text("[run]\nbudgett = 3\n")
+    with pytest.raises(ConfigError, match="budgett"):
+        CampaignOptions.from_sources(str(cfg))
