@@ -38,6 +38,16 @@ Mirroring a frame horizontally mirrors the scene, so the label of the mirrored s
 negated label (DeepTest's flip relation). Default parameter ranges give labels within about
 +-0.12 rad (std about 0.04 rad).
 
+Objects and boxes
+-----------------
+Up to ``MAX_OBJECTS`` objects per frame: cars ahead in the car's lane (at least 12 m away) or in
+the oncoming lane, pedestrians on either pavement or crossing, signs beside the road (mostly on the
+right). A box is the object's full extent in pixels (xyxy, float): a car's body and wheels, a
+pedestrian from head to feet, a sign's panel without its post. Objects that would not lie wholly
+inside the frame, would be smaller than 5% of the frame height, or would overlap an earlier object
+by more than 25% of the smaller box are not drawn, so every box is visible and unoccluded by
+more than a quarter. Trees are drawn behind all labelled objects and are not labelled.
+
 Determinism
 -----------
 Frame ``i`` of ``generate(n, seed)`` is drawn from ``numpy.random.default_rng([seed, i])``, so
@@ -371,13 +381,15 @@ def render(p: SceneParams, height: int = 160, width: int = 320):
     return img, boxes, classes
 
 
-# Nominal sizes (m) and minimum box height (fraction of the frame height) per kind of object.
+# Objects whose box is smaller than this (fractions of the frame height / width) are not drawn.
 _MIN_BOX_H = 0.05
 _MIN_BOX_W = 0.012
 
 
-def _object_box(cam, o: SceneObject, lw: float):
-    """Projected box (x0, y0, x1, y1) of an object, and its centre column and ground row."""
+def _object_box(cam, o: SceneObject):
+    """Projected box (x0, y0, x1, y1) of an object, and its centre column and ground row. Nominal
+    sizes: cars 1.8 m wide, 1.5 m high; pedestrians 0.54 x 1.75 m; sign panels 0.9 m across with
+    their centre 2.45 m above the road; all times the object's ``size``."""
     y = cam.lane_y(o.z) + o.s
     x = cam.col(o.z, y)
     ground = cam.row(o.z)
@@ -399,7 +411,7 @@ def _draw_objects(img, cam, p: SceneParams):
     for o in p.objects:
         if o.z <= cam.z_near():
             continue
-        box, x, ground = _object_box(cam, o, p.lane_width)
+        box, x, ground = _object_box(cam, o)
         x0, y0, x1, y1 = box
         if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
             continue
