@@ -4,13 +4,13 @@ Activations are dicts {layer_name: (N, neurons) array} in model order; see docs/
 """
 
 from .prioritise import apfd, deepgini, entropy, margin, max_softmax, mc_dropout_variance, order
-from .profile import Profile
+from .profile import Profile, profile_model
 from .specs import DEFAULTS, KNOWN, CriterionSpec, parse_spec, parse_specs
 from .surprise import DSA, LSA, MDSA, surprise_coverage
 from .tracker import CoverageTracker
 
 __all__ = [
-    "CoverageTracker", "Profile", "CriterionSpec", "parse_spec", "parse_specs", "DEFAULTS", "KNOWN",
+    "CoverageTracker", "Profile", "profile_model", "CriterionSpec", "parse_spec", "parse_specs", "DEFAULTS", "KNOWN",
     "LSA", "DSA", "MDSA", "surprise_coverage",
     "deepgini", "max_softmax", "margin", "entropy", "mc_dropout_variance", "order", "apfd",
 ]

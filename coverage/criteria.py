@@ -175,6 +175,9 @@ class KMNC(MaskCriterion):
     def __init__(self, spec, layer_sizes, bounds):
         self.rows = spec.param
         super().__init__(spec, layer_sizes, bounds)
+        too_big = [n for n, s in layer_sizes.items() if s * self.rows >= 2 ** 31]
+        if too_big:
+            raise ConfigError(f"{spec.name} on layers {too_big} needs 2**31 or more cells per layer; use a smaller k")
         # Stored neuron-major, (n, k) C-contiguous, so one input's cells lie in increasing memory
         # order (a cache-friendly gather); ``state[layer]`` is its (k, n) transposed view.
         self._cells = {n: np.zeros((s, self.rows), dtype=bool) for n, s in layer_sizes.items()}
@@ -201,8 +204,6 @@ class KMNC(MaskCriterion):
         k = self.rows
         for name, a in view.arrays.items():
             n = a.shape[1]
-            if k * n >= 2 ** 31:
-                raise ConfigError(f"kmnc:{k} on layer {name!r} ({n} neurons) needs more than 2**31 cells; use a smaller k")
             start, scale, colbase = self._section_params(name, a.dtype)
             above, below = self.bounds.outside(view, name)
             with np.errstate(over="ignore", invalid="ignore"):

@@ -22,6 +22,18 @@ from .activations import BatchView, check_layer_sizes
 FORMAT = "deeptest-iot-profile/1"
 
 
+def profile_model(mut, frames, batch_size: int = 64) -> "Profile":
+    """Profile a model under test (``mut.run``, ``mut.layer_sizes``, ``mut.fingerprint``) on training
+    frames (N, H, W, 3), one forward pass per batch of ``batch_size`` frames."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(frames)
+    if n == 0:
+        raise InputError("no training frames were given, so there is nothing to profile")
+    batches = (mut.run(frames[i:i + batch_size]).activations for i in range(0, n, batch_size))
+    return Profile.from_batches(batches, fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+
+
 def check_fingerprint(fingerprint) -> str:
     if not isinstance(fingerprint, str) or not fingerprint:
         raise ConfigError(f"a profile needs the model fingerprint (a non-empty string, e.g. mut.fingerprint), "
@@ -98,6 +110,10 @@ class Profile:
             out.mean[name] = self.mean[name] + delta * (n_b / n)
             out._m2[name] = self._m2[name] + other._m2[name] + delta * delta * (n_a * n_b / n)
         return out
+
+    def copy(self) -> "Profile":
+        """An independent copy (trackers keep one, so later updates of this profile do not leak in)."""
+        return Profile.from_arrays(self.to_arrays())
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class CoverageTracker:
                 raise ConfigError(f"profile must be a deeptest_iot.coverage.Profile, got {type(profile).__name__}")
             profile.check(fingerprint, self.layer_sizes)
             profile.check_ready()
+            profile = profile.copy()  # a snapshot: KMNC/NBC/SNAC items must keep meaning the same ranges
         self.profile = profile
         self.fingerprint = fingerprint if fingerprint is not None else (profile.fingerprint if profile else None)
         self._profile_digest = _profile_digest(profile)

@@ -58,3 +58,39 @@ def test_bad_profile_inputs():
         Profile.from_batches([{"l": np.ones((1, 2))}], fingerprint=None)
     with pytest.raises(InputError, match="NaN"):
         Profile.from_batches([{"l": np.array([[0.0, np.nan]])}], "fp")
+
+
+class FakeModel:
+    """Duck-types the model adapter: run(frames).activations, layer_sizes, fingerprint."""
+
+    fingerprint = "sha-fake"
+    layer_sizes = {"conv": 2, "dense": 1}
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, frames):
+        self.calls.append(len(frames))
+        x = frames.reshape(len(frames), -1).mean(axis=1, dtype=np.float64)
+        return type("R", (), {"activations": {"conv": np.stack([x, -x], axis=1), "dense": x[:, None] * 2}})()
+
+
+def test_profile_model_streams_batches():
+    from deeptest_iot.coverage import profile_model
+
+    frames = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    mut = FakeModel()
+    prof = profile_model(mut, frames, batch_size=2)
+    assert mut.calls == [2, 2, 1]
+    assert prof.fingerprint == "sha-fake" and prof.count == 5
+    assert prof.low["conv"].tolist() == [0, -4] and prof.high["dense"].tolist() == [8]
+
+
+def test_tracker_keeps_a_snapshot_of_the_profile():
+    from deeptest_iot.coverage import CoverageTracker
+
+    prof = Profile.from_batches([{"l": np.array([[0.0], [1.0]])}], "fp")
+    tr = CoverageTracker(["snac"], {"l": 1}, prof)
+    prof.update({"l": np.array([[10.0]])})  # widening the profile later must not change the tracker
+    tr.update({"l": np.array([[5.0]])})
+    assert tr.coverage()["snac"] == 1.0
