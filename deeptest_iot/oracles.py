@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from deeptest_iot.errors import ConfigError, InputError, OutputError
+from deeptest_iot.transforms import map_boxes as _transforms_map_boxes
 
 __all__ = [
     "Verdicts",
@@ -45,7 +46,7 @@ __all__ = [
     "chain_links",
     "chain_matrix",
     "is_horizontal_flip",
-    "map_boxes",
+    "expected_boxes",
     "box_iou",
     "DEFAULT_LAMBDA",
     "DEFAULT_DELTA",
@@ -462,34 +463,19 @@ class ClassificationOracle:
 # --------------------------------------------------------------------------------------------
 
 
-def map_boxes(matrix, boxes, frame_size) -> tuple[np.ndarray, np.ndarray]:
-    """Map xyxy boxes through a 3x3 matrix: the 4 corners, their axis-aligned hull, clipped to the frame.
+def expected_boxes(matrix, boxes, frame_size) -> tuple[np.ndarray, np.ndarray]:
+    """Where the seed's xyxy boxes should be after a transform with this 3x3 matrix (None: unmoved).
 
-    Boxes are in edge coordinates (pixel column i spans [i, i + 1], so a box is [x0, y0, x1, y1]
-    with x1 = x0 + width); transform matrices use pixel centres at integers (as cv2.warpAffine), so
-    corners are shifted by half a pixel into the matrix's frame and back. A flip of width w then
-    sends [x0, x1] to [w - x1, w - x0] exactly.
-
-    Returns ``(mapped (k, 4), visible (k,))``: ``visible`` is the share of the hull's area left inside
-    the frame (0 for a box that left it). A None matrix keeps the boxes (clipped).
+    The mapping is ``deeptest_iot.transforms.map_boxes``: the 4 corners through the matrix, their
+    axis-aligned hull, with the half-pixel shift between box edges (pixel column i spans
+    [i, i + 1]) and the matrix's pixel centres, so a flip of width w sends [x0, x1] to
+    [w - x1, w - x0]. Returns ``(clipped (k, 4), visible (k,))``: the hull clipped to the frame and
+    the share of the hull's area left inside it (0 for a box that left the frame).
     """
     h, w = frame_size
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if matrix is None:
-        hull = b
-    else:
-        m = np.asarray(matrix, dtype=np.float64)
-        x0, y0, x1, y1 = b.T
-        xs = np.stack([x0, x1, x1, x0], axis=1)  # (k, 4 corners)
-        ys = np.stack([y0, y0, y1, y1], axis=1)
-        pts = np.stack([xs - 0.5, ys - 0.5, np.ones_like(xs)], axis=-1) @ m.T  # (k, 4, 3)
-        wgt = pts[..., 2]
-        if np.any(np.abs(wgt) < 1e-12):
-            raise InputError("transform matrix sends a box corner to infinity")
-        px, py = pts[..., 0] / wgt + 0.5, pts[..., 1] / wgt + 0.5
-        hull = np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
-    clipped = np.stack([np.clip(hull[:, 0], 0, w), np.clip(hull[:, 1], 0, h),
-                        np.clip(hull[:, 2], 0, w), np.clip(hull[:, 3], 0, h)], axis=1)
+    hull = _transforms_map_boxes(b, matrix, clip=False)
+    clipped = _transforms_map_boxes(hull, None, (h, w))
     area = np.maximum(hull[:, 2] - hull[:, 0], 0) * np.maximum(hull[:, 3] - hull[:, 1], 0)
     kept = np.maximum(clipped[:, 2] - clipped[:, 0], 0) * np.maximum(clipped[:, 3] - clipped[:, 1], 0)
     visible = np.divide(kept, area, out=np.zeros_like(kept), where=area > 0)
@@ -564,7 +550,7 @@ class DetectionOracle:
         self.iou_threshold = _number("iou_threshold", iou_threshold, low=0.0, high=1.0, low_open=True)
         self.min_visible = _number("min_visible", min_visible, low=0.0, high=1.0)
         self.classes = None if classes is None else [str(c) for c in classes]
-        self.box_mapper = box_mapper or map_boxes
+        self.box_mapper = box_mapper or expected_boxes
 
     def config(self) -> dict:
         return {"name": self.relation, "score_threshold": self.score_threshold,

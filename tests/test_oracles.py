@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from deeptest_iot.errors import ConfigError, InputError, OutputError
-from deeptest_iot.oracles import (DEFAULT_DELTA, DEFAULT_LAMBDA, box_iou, chain_matrix, make_oracle, map_boxes,
+from deeptest_iot.oracles import (DEFAULT_DELTA, DEFAULT_LAMBDA, box_iou, chain_matrix, make_oracle, expected_boxes,
                                   steering_mse)
 
 
@@ -318,12 +318,12 @@ def test_map_boxes_hull_clip_and_visibility():
     # pixel centres: (x, y) -> (99 - y, x), a quarter turn of a 100 x 100 frame; in edge
     # coordinates that is (u, v) -> (100 - v, u)
     rot90 = np.array([[0, -1, 99], [1, 0, 0], [0, 0, 1]], dtype=float)
-    boxes, vis = map_boxes(rot90, [[10, 20, 30, 60]], (100, 100))
+    boxes, vis = expected_boxes(rot90, [[10, 20, 30, 60]], (100, 100))
     assert boxes.tolist() == [[40, 10, 80, 30]] and vis.tolist() == [1.0]
     # a flip of a 100-wide frame (centres: x -> 99 - x) sends edges [10, 30] to [70, 90]
     flip = np.array([[-1, 0, 99], [0, 1, 0], [0, 0, 1]], dtype=float)
-    assert map_boxes(flip, [[10, 0, 30, 10]], (10, 100))[0].tolist() == [[70, 0, 90, 10]]
-    boxes, vis = map_boxes(np.array([[1, 0, 200], [0, 1, 0], [0, 0, 1.]]), [[10, 20, 30, 60]], (100, 100))
+    assert expected_boxes(flip, [[10, 0, 30, 10]], (10, 100))[0].tolist() == [[70, 0, 90, 10]]
+    boxes, vis = expected_boxes(np.array([[1, 0, 200], [0, 1, 0], [0, 0, 1.]]), [[10, 20, 30, 60]], (100, 100))
     assert vis.tolist() == [0.0]
 
 
@@ -364,7 +364,7 @@ def test_detection_properties(objs, dx, dy):
     t = translation(dx, dy)
     mapped = []
     for d in ref:
-        b, vis = map_boxes(t.matrix(100, 100), d.boxes, (100, 100))
+        b, vis = expected_boxes(t.matrix(100, 100), d.boxes, (100, 100))
         keep = vis > 0
         mapped.append(Det(b[keep], d.scores[keep], d.classes[keep]))
     v = oracle.check(ref, mapped, transforms=t, frame_size=(100, 100))
@@ -386,3 +386,26 @@ def test_a_flip_link_at_its_identity_does_not_flip():
     noflip = Fake("hflip", "geometric", ((1, 0, 0), (0, 1, 0), (0, 0, 1)))
     v = make_oracle("steering", delta=0.1).check([0.5], [0.5], transforms=noflip)
     assert not v.failed[0] and not v.details[0]["flipped"]
+
+
+# ---------------------------------------------------------------- with the real transforms package
+
+
+def test_real_transforms_translation_flip_and_photometric():
+    from deeptest_iot.transforms import Chain, get
+
+    frame = (100, 200)
+    ref = [det((10, 10, 30, 30, 0.9, 1))] * 3
+    moved = det((50, 30, 70, 50, 0.9, 1))
+    chains = [get("translation", tx=40, ty=20), Chain([get("brightness", severity=0.5)]),
+              Chain([get("hflip", flip=1), get("fog", severity=0.3)])]
+    out = [moved, ref[0], det((170, 10, 190, 30, 0.9, 1))]  # a flip of width 200 sends [10, 30] to [170, 190]
+    v = make_oracle("detection").check(ref, out, chains, frame_size=frame)
+    assert not v.failed.any()
+    assert [d["expected"] for d in v.details] == [[[50, 30, 70, 50]], [[10, 10, 30, 30]], [[170, 10, 190, 30]]]
+    # the same outputs against the wrong transforms are findings
+    assert make_oracle("detection").check(ref, out[::-1], chains, frame_size=frame).failed.tolist() == [True, False, True]
+
+    steer = make_oracle("steering", delta=0.1).check([0.3, 0.3, 0.3], [0.3, 0.3, -0.3], chains)
+    assert not steer.failed.any() and [d["flipped"] for d in steer.details] == [False, False, True]
+    assert not make_oracle("steering").check([0.3], [0.3], get("hflip", flip=0)).failed[0]

@@ -133,3 +133,17 @@ def test_validity_matches_the_definition(batch, data):
     for i in range(batch.shape[0]):
         d = np.abs(batch[i].astype(int) - other[i].astype(int))
         assert got[i] == ((d != 0).sum() < alpha * d.size or d.max() <= beta * 255)
+
+
+def test_real_chains():
+    from deeptest_iot.transforms import Chain, get
+
+    seeds = np.stack([SEED] * 3)
+    fogged = Chain([get("fog", severity=0.8)])
+    two_affine = Chain([get("rotation", degrees=10), get("shear", factor=0.2)])
+    identity_affine = Chain([get("rotation", degrees=10), get("shear", factor=0.0), get("brightness", severity=0.9)])
+    muts = np.stack([fogged(SEED), two_affine(SEED), SEED])
+    v = check_validity(seeds, muts, chains=[fogged, two_affine, identity_affine])
+    assert v.waived.tolist() == [True, False, False]
+    assert v.chain_ok.tolist() == [True, False, True]
+    assert v.valid.tolist() == [True, False, True]
