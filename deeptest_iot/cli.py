@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "compare": (".cli_results", "compare"),
     "export": (".cli_results", "export"),
     "inspect": (".cli_model", "inspect"),
+    "profile": (".cli_model", "profile"),
     "run": (".cli_run", "run"),
     "transforms": (".cli_transforms", "transforms"),
     "samples": (".cli_samples", "samples"),

@@ -74,3 +74,35 @@ def inspect(model_path, card_path, task, include, exclude, trust_model, as_json,
     if "throughput_fps" in info:
         click.echo(f"throughput   {info['throughput_fps']:.0f} frames/s (batch 64, outputs"
                    + (" + activations)" if info["coverage"] else ")"))
+
+
+@click.command("profile")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@model_options
+@click.option("--seeds", type=click.Path(), help="Folder of training frames. Default: generated road scenes.")
+@click.option("--n-seeds", type=int, default=2000, show_default=True,
+              help="Generated scenes to profile when no --seeds are given.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated scenes.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Profile file [MODEL with .profile.npz].")
+def profile(model_path, card_path, task, include, exclude, trust_model, seeds, n_seeds, seed, out):
+    """Profile MODEL's counted neurons over training frames (min, max, mean, std in one streaming pass),
+    for KMNC, NBC and SNAC. `run` picks up MODEL.profile.npz by itself."""
+    from pathlib import Path
+
+    from .coverage import Profile
+    from .scenes import generate
+    from .seeds import load_seeds
+
+    mut = load_from_options(model_path, card_path, task, include, exclude, trust_model)
+    prof = Profile(mut.layer_sizes, mut.fingerprint)
+    if seeds:
+        frames = load_seeds(seeds).images
+        for start in range(0, len(frames), 256):
+            prof.update(mut.run(frames[start:start + 256]).activations)
+    else:
+        for start in range(0, n_seeds, 256):
+            batch = generate(min(256, n_seeds - start), seed=seed, start=start).images
+            prof.update(mut.run(batch).activations)
+    path = Path(out) if out else Path(model_path).with_suffix(".profile.npz")
+    prof.save(path)
+    click.echo(f"profiled {prof.count} frames over {len(mut.layer_sizes)} layers ({mut.neurons} neurons) -> {path}")

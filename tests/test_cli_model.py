@@ -11,6 +11,7 @@ from click.testing import CliRunner
 keras = pytest.importorskip("keras")
 
 from deeptest_iot.cli import main  # noqa: E402
+from deeptest_iot.errors import ConfigError  # noqa: E402
 
 
 def _save_small(tmp_path, with_lambda=False):
@@ -85,3 +86,26 @@ def test_bad_card_value_exit_2(tmp_path):
     result = _invoke(["inspect", str(path), "--card", str(card), "--no-speed"])
     assert result.exit_code == 2
     assert "task must be one of" in result.output
+
+
+def test_profile_command_writes_a_profile_run_picks_up(tmp_path):
+    from deeptest_iot.coverage import Profile
+    from deeptest_iot.model import load_model
+
+    path = _save_small(tmp_path)
+    result = _invoke(["profile", str(path), "--n-seeds", "20"])
+    assert result.exit_code == 0, result.output
+    prof_path = path.with_suffix(".profile.npz")
+    mut = load_model(path)
+    prof = Profile.load(prof_path, mut.fingerprint, mut.layer_sizes)
+    assert prof.count == 20
+    # The profile's range is the range of the activations on those frames.
+    from deeptest_iot.scenes import generate
+
+    acts = mut.run(generate(20, seed=0).images).activations
+    np.testing.assert_allclose(prof.low["conv"], acts["conv"].min(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(prof.high["steer"], acts["steer"].max(axis=0), rtol=1e-5)
+    (tmp_path / "x").mkdir()
+    other = _save_small(tmp_path / "x")  # same architecture, other random weights
+    with pytest.raises(ConfigError):
+        Profile.load(prof_path, load_model(other).fingerprint, mut.layer_sizes)
