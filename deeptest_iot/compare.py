@@ -14,8 +14,9 @@ Figures compared, each against a threshold (absolute differences, candidate minu
 - coverage per criterion: a regression when it drops by more than ``max_coverage_drop``
   (default 0.02, i.e. two percentage points).
 
-A transform chain tried by only one of the two runs (guided search can pick different chains for
-different models) is listed but never counts as a regression. Thresholds come from the defaults,
+Transforms are compared one by one, each over all the chains that contain it (guided search picks
+different chains for different models, so chains themselves are not comparable). A transform tried
+by only one of the two runs is listed but never counts as a regression. Thresholds come from the defaults,
 then a ``[compare]`` table of a TOML config file, then command-line options, each overriding the
 previous.
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .run_folder import open_run
+from .run_folder import open_run, transform_table
 
 EPS = 1e-12
 
@@ -236,7 +237,9 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
     result = Comparison(str(baseline_dir), str(candidate_dir), thresholds)
     result.rows.append(_row("error rate", "overall", _opt(baseline.get("error_rate")), _opt(candidate.get("error_rate")),
                             t.max_error_rate_increase, True))
-    b_pt, c_pt = baseline.get("per_transform") or {}, candidate.get("per_transform") or {}
+    # Per single transform (over the chains containing it): chains differ between runs, transforms do not.
+    b_pt = transform_table(baseline.get("per_transform") or {}, [])
+    c_pt = transform_table(candidate.get("per_transform") or {}, [])
     for name in sorted(set(b_pt) | set(c_pt)):
         b, c = b_pt.get(name) or {}, c_pt.get(name) or {}
         b_tried, c_tried = bool(b.get("tried", b != {})), bool(c.get("tried", c != {}))

@@ -2,7 +2,10 @@
 
 Shape (the Jenkins xunit "junit-10" dialect that GitLab and GitHub reporters also read):
 ``testsuites`` > one ``testsuite`` per metamorphic relation > one ``testcase`` per transform
-(``classname="deeptest-iot.<relation>"``, ``name="<transform chain>"``).
+(``classname="deeptest-iot.<relation>"``, ``name="<transform>"``). Test cases are per single
+transform, not per chain: guided search makes different chains in different runs, and a CI
+server tracks a test case's history by its name. An input made by a chain counts for every
+transform in it; the failure text names each worst example's chain.
 
 When a test case fails: its error rate (findings / inputs tried with that transform) is above
 ``max_error_rate`` (default 0.0, so any finding fails it). When the number of inputs tried is not
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .fileio import atomic_write_bytes
-from .run_folder import RunFolder, open_run
+from .run_folder import RunFolder, chain_links, open_run, transform_table
 
 WORST_EXAMPLES = 5
 SUITE_PREFIX = "deeptest-iot"
@@ -50,20 +53,21 @@ class JUnitCounts:
 
 
 def _cases(run: RunFolder) -> dict[tuple[str, str], dict]:
-    """(relation, transform) -> {"tried", "findings": [...]} over the summary and the findings."""
+    """(relation, transform) -> {"tried", "findings": [...]}, per single transform: a finding made
+    by a chain belongs to every transform in it (see run_folder.transform_table)."""
     default_relation = str(((run.summary.get("campaign") or {}).get("relation") or {}).get("name") or run.task)
-    per_transform = run.summary.get("per_transform") or {}
+    table = transform_table(run.summary.get("per_transform") or {}, run.findings)
     cases: dict[tuple[str, str], dict] = {}
     for finding in run.findings:
-        key = (str(finding["relation"]), str(finding["transform"]))
-        cases.setdefault(key, {"tried": None, "findings": []})["findings"].append(finding)
+        for name in dict.fromkeys(chain_links(finding["transform"])):
+            key = (str(finding["relation"]), name)
+            cases.setdefault(key, {"tried": None, "findings": []})["findings"].append(finding)
     seen = {transform for _, transform in cases}
-    for transform in per_transform:
-        if str(transform) not in seen:
-            cases[(default_relation, str(transform))] = {"tried": None, "findings": []}
+    for transform in table:
+        if transform not in seen:
+            cases[(default_relation, transform)] = {"tried": None, "findings": []}
     for (relation, transform), case in cases.items():
-        tried = (per_transform.get(transform) or {}).get("tried")
-        case["tried"] = int(tried) if isinstance(tried, (int, float)) else None
+        case["tried"] = (table.get(transform) or {}).get("tried")
     return dict(sorted(cases.items()))
 
 
@@ -75,7 +79,7 @@ def _failure_text(out_dir, relation: str, transform: str, tried, findings: list[
     n = len(findings)
     rate = f"{n / tried:.2%}" if tried else "unknown"
     violations = [f["violation"] for f in findings]
-    message = (f"{n} of {tried if tried is not None else '?'} inputs transformed with {transform} broke the "
+    message = (f"{n} of {tried if tried is not None else '?'} inputs made with {transform} broke the "
                f"{relation} relation (error rate {rate}, allowed {max_error_rate:.2%})")
     lines = [message,
              f"findings: {n}", f"inputs tried: {tried if tried is not None else 'unknown'}", f"error rate: {rate}",
@@ -83,7 +87,7 @@ def _failure_text(out_dir, relation: str, transform: str, tried, findings: list[
              f"worst examples (largest violation first, up to {WORST_EXAMPLES}):"]
     for f in sorted(findings, key=lambda f: (-f["violation"], str(f["id"])))[:WORST_EXAMPLES]:
         images = f.get("images") or {}
-        lines.append(f"  {f['id']} violation {f['violation']:.6g} (threshold {f.get('threshold')}) seed "
+        lines.append(f"  {f['id']} [{f['transform']}] violation {f['violation']:.6g} (threshold {f.get('threshold')}) seed "
                      f"{f.get('seed_id')}: original {_image_path(out_dir, images.get('original'))} transformed "
                      f"{_image_path(out_dir, images.get('transformed'))}")
     return message, "\n".join(lines) + "\n"

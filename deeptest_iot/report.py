@@ -60,6 +60,11 @@ def fmt(value: Any, digits: int = 3) -> str:
     return e(value)
 
 
+def vfmt(value: Any) -> str:
+    """A violation: 4 significant digits (violations of squared-error relations are tiny)."""
+    return e(f"{float(value):.4g}") if _is_number(value) else fmt(value)
+
+
 def pct(value: float | None) -> str:
     return "\u2014" if value is None else e(f"{100.0 * float(value):.1f}%")
 
@@ -315,26 +320,38 @@ def section_settings(run: RunFolder) -> str:
             f'</div></section>')
 
 
-def section_transforms(run: RunFolder) -> str:
-    rows = per_transform_rows(run)
+def _transform_table(rows: list[dict], label: str) -> str:
     worst = _worst_rate(rows)
     body = "".join(
         f"<tr><td>{e(r['transform'])}</td><td class='n'>{fmt(r.get('tried'))}</td>"
         f"<td class='n'>{fmt(r.get('findings'))}</td><td class='n'>{pct(r.get('error_rate'))}</td>"
         f"<td>{bar(r.get('error_rate'), worst, 'bad')}</td>"
-        f"<td class='n'>{fmt(r.get('mean_violation'))}</td><td class='n'>{fmt(r.get('max_violation'))}</td>"
+        f"<td class='n'>{vfmt(r.get('mean_violation'))}</td><td class='n'>{vfmt(r.get('max_violation'))}</td>"
         f"<td class='n'><b>{fmt(r['robustness'])}</b></td></tr>" for r in rows)
     if not body:
-        body = '<tr><td colspan="8" class="muted">no transforms recorded</td></tr>'
+        body = '<tr><td colspan="8" class="muted">none recorded</td></tr>'
+    return (f'<table><thead><tr><th>{e(label)}</th><th>tried</th><th>findings</th><th>error rate</th>'
+            '<th title="relative to the worst row"></th><th>mean violation</th><th>max violation</th>'
+            f'<th>robustness</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+def section_transforms(run: RunFolder, top_chains: int = 15) -> str:
+    singles = per_transform_rows(run, by="transform")
+    chains = per_transform_rows(run, by="chain")
+    html_chains = ""
+    if any("+" in r["transform"] for r in chains):
+        ranked = sorted(chains, key=lambda r: (-(r.get("findings") or 0), -(r.get("max_violation") or 0.0),
+                                               r["transform"]))
+        shown = [r for r in ranked if r.get("findings")][:top_chains]
+        html_chains = (f'<h3>Chains with the most findings</h3><p class="note">{len(shown)} of {len(chains)} '
+                       'chains tried (the others had no finding or fewer).</p>' + _transform_table(shown, "chain"))
     return ('<section id="transforms"><h2>Findings and robustness per transform</h2>'
-            '<table><thead><tr><th>transform</th><th>tried</th><th>findings</th><th>error rate</th>'
-            '<th title="relative to the worst transform"></th><th>mean violation</th><th>max violation</th>'
-            '<th>robustness</th></tr></thead>'
-            f'<tbody>{body}</tbody></table>'
+            + _transform_table(singles, "transform") +
             '<p class="note"><b>Robustness score</b> = 1 &minus; error rate: the share of inputs made with that '
-            'transform on which the metamorphic relation held (1.000: no finding). Violation is how far past '
-            'the relation the output went, in the relation&rsquo;s units, over the findings. Bars compare error '
-            'rates with the worst transform&rsquo;s.</p></section>')
+            'transform on which the metamorphic relation held (1.000: no finding). An input made by a chain '
+            'counts for each transform in the chain. Violation is how far past the relation the output went, '
+            'in the relation&rsquo;s units, averaged over the findings. Bars compare error rates with the worst '
+            f'row&rsquo;s.</p>{html_chains}</section>')
 
 
 def section_severity(run: RunFolder) -> str:

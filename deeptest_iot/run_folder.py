@@ -116,18 +116,61 @@ def severity_bucket(severity: float) -> str:
     return SEVERITY_BUCKETS[max(index, 0)]
 
 
-def per_transform_rows(run: RunFolder) -> list[dict[str, Any]]:
-    """Per-transform figures: the summary's per_transform, with findings counted from the file
-    for transforms the summary does not list yet (a running campaign). Sorted by name."""
-    table = {str(k): dict(v) for k, v in (run.summary.get("per_transform") or {}).items()}
+def chain_links(name: str) -> list[str]:
+    """The transform names of a chain as tables name it: its link names joined by '+'."""
+    return [part for part in str(name).split("+") if part]
+
+
+def chain_table(per_transform: dict, findings: list[dict]) -> dict[str, dict]:
+    """Figures per transform chain: summary.json's per_transform, plus chains that only the findings
+    name (a running campaign whose summary lags), counted from the findings with tried unknown."""
+    table = {str(k): dict(v) for k, v in (per_transform or {}).items() if isinstance(v, dict)}
     counts: dict[str, list[float]] = {}
-    for finding in run.findings:
-        counts.setdefault(str(finding["transform"]), []).append(finding["violation"])
+    for finding in findings:
+        counts.setdefault(str(finding["transform"]), []).append(float(finding["violation"]))
     for name, violations in counts.items():
         if name not in table:
             table[name] = {"tried": None, "findings": len(violations), "error_rate": None,
-                           "mean_violation": sum(violations) / len(violations),
-                           "max_violation": max(violations)}
+                           "mean_violation": sum(violations) / len(violations), "max_violation": max(violations)}
+    return table
+
+
+def transform_table(per_transform: dict, findings: list[dict]) -> dict[str, dict]:
+    """Figures per single transform, over every chain that contains it.
+
+    Guided search composes chains (``rain+rotation+fog``) that differ from run to run and are each
+    tried a few times; per single transform the figures are stable and comparable. An input made
+    by a chain counts once for each distinct transform in the chain: ``tried`` and ``findings`` are
+    sums over those chains, ``mean_violation`` is weighted by findings, ``max_violation`` the max.
+    ``tried`` is None when some chain's count is unknown.
+    """
+    out: dict[str, dict] = {}
+    for chain, row in chain_table(per_transform, findings).items():
+        n_found = int(row.get("findings") or 0)
+        mean = row.get("mean_violation")
+        for name in dict.fromkeys(chain_links(chain)):
+            agg = out.setdefault(name, {"tried": 0, "findings": 0, "_vsum": 0.0, "max_violation": 0.0, "chains": 0})
+            tried = row.get("tried")
+            agg["tried"] = None if tried is None or agg["tried"] is None else agg["tried"] + int(tried)
+            agg["findings"] += n_found
+            agg["_vsum"] += float(mean or 0.0) * n_found
+            agg["max_violation"] = max(agg["max_violation"], float(row.get("max_violation") or 0.0))
+            agg["chains"] += 1
+    for agg in out.values():
+        vsum = agg.pop("_vsum")
+        agg["mean_violation"] = vsum / agg["findings"] if agg["findings"] else 0.0
+        agg["error_rate"] = agg["findings"] / agg["tried"] if agg["tried"] else (0.0 if agg["tried"] == 0 else None)
+    return out
+
+
+def per_transform_rows(run: RunFolder, by: str = "transform") -> list[dict[str, Any]]:
+    """Rows for tables, sorted by name: per single transform (``by="transform"``, see
+    :func:`transform_table`) or per chain as summary.json records them (``by="chain"``); each row
+    has ``transform`` (its name) and ``robustness``."""
+    if by not in ("transform", "chain"):
+        raise ValueError(f"by must be 'transform' or 'chain', not {by!r}")
+    make = transform_table if by == "transform" else chain_table
+    table = make(run.summary.get("per_transform") or {}, run.findings)
     rows = []
     for name in sorted(table):
         row = {"transform": name, **table[name]}

@@ -72,12 +72,15 @@ def test_mean_violation_and_coverage_regressions(baseline, tmp_path):
     assert "REGRESSION" in table and "FAILED: 2 regression(s)" in table
 
 
-def test_chain_tried_by_one_run_only_is_listed_not_failed(baseline, tmp_path):
-    cand = make_run(tmp_path / "cand", findings([0.2, 0.2], [0.2]) + [steering_finding(9, "rain+fog", 0.9)],
-                    {**TRIED, "rain+fog": 3})
+def test_transforms_are_compared_over_the_chains_that_contain_them(baseline, tmp_path):
+    chained = [steering_finding(10 + i, "rain+snow", 0.2) for i in range(3)]
+    cand = make_run(tmp_path / "cand", findings([0.2, 0.2], [0.2]) + chained, {**TRIED, "rain+snow": 3})
     result = compare_runs(baseline, cand)
-    assert row(result, "error rate", "rain+fog").verdict == "only in candidate"
-    assert result.passed
+    rain = row(result, "error rate", "rain")
+    assert rain.candidate == pytest.approx(5 / 103) and rain.verdict == "regression"
+    assert row(result, "error rate", "snow").verdict == "only in candidate"  # listed, never a regression
+    assert not any(r.scope == "rain+snow" for r in result.rows)  # chains differ run to run: not compared
+    assert [r.scope for r in result.regressions] == ["rain"]
 
 
 @pytest.mark.parametrize("override, expected", [

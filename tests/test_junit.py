@@ -180,3 +180,14 @@ def test_write_junit_and_cli(run, tmp_path, schema):
     assert "4 test cases, 3 failed" in result.output
     result = runner.invoke(main, ["junit", str(tmp_path / "missing"), "--out", str(tmp_path / "k.xml")])
     assert result.exit_code == 2 and "no such folder" in result.output
+
+
+def test_test_cases_are_single_transforms_over_chains(tmp_path, schema):
+    findings = [steering_finding(0, "rain+fog", 0.4), steering_finding(1, "rain", 0.2)]
+    run = make_run(tmp_path / "run", findings, tried={"rain": 10, "rain+fog": 5, "fog": 5})
+    root, counts = parse(run)
+    assert schema.errors(root) == []
+    assert set(cases(root)) == {"rain", "fog"}
+    rain, fog = cases(root)["rain"].find("failure"), cases(root)["fog"].find("failure")
+    assert "2 of 15" in rain.get("message") and "1 of 10" in fog.get("message")
+    assert "f000000 [rain+fog]" in fog.text

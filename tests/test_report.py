@@ -178,3 +178,16 @@ def test_pattern_counts_are_not_drawn_as_fractions(tmp_path):
     page = Page(render_report(run))
     assert len(page.all("polyline")) == 1
     assert "Not drawn (counts, not fractions): tknp:1" in page.plain
+
+
+def test_chains_are_summed_per_transform_and_ranked(tmp_path):
+    findings = [steering_finding(0, "rain+fog", 0.4), steering_finding(1, "rain+fog", 0.2),
+                steering_finding(2, "rain", 0.2)]
+    run = make_run(tmp_path / "run", findings, tried={"rain": 10, "rain+fog": 10, "fog": 20})
+    text = render_report(run)
+    section = text[text.index('id="transforms"'):text.index('id="severity"')]
+    rows = [Page(r).plain for r in section.split("<tr>")[1:]]
+    assert any(r.startswith("rain20315.0%") for r in rows), rows  # rain: 3 of 10 + 10
+    assert any(r.startswith("fog3026.7%") for r in rows), rows  # fog: 2 of 20 + 10
+    assert "Chains with the most findings" in section
+    assert any(r.startswith("rain+fog10220.0%") for r in rows), rows
