@@ -94,3 +94,13 @@ class BatchView:
                 self.rowmin[name], self.rowmax[name] = lo, hi
             self.arrays[name] = a
         self.n = int(n_inputs or 0)
+
+    def rows(self, start: int, stop: int) -> "BatchView":
+        """The inputs start..stop-1 as a view of their own (no copies, an empty cache)."""
+        sub = object.__new__(BatchView)
+        sub.arrays = {k: v[start:stop] for k, v in self.arrays.items()}
+        sub.rowmin = {k: v[start:stop] for k, v in self.rowmin.items()}
+        sub.rowmax = {k: v[start:stop] for k, v in self.rowmax.items()}
+        sub.cache = {}
+        sub.n = len(range(start, stop)[:self.n])
+        return sub

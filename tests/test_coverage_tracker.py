@@ -230,3 +230,15 @@ def test_tracker_refuses_profile_of_another_model():
         CoverageTracker(ALL, SIZES, PROFILE, fingerprint="not-m")
     with pytest.raises(ConfigError, match="do not match"):
         CoverageTracker(ALL, {"a": 3, "b": 5}, PROFILE)
+
+
+def test_large_batch_equals_one_input_at_a_time():
+    """Batches larger than the tracker's internal chunk give the same gains as single inputs."""
+    rng = np.random.default_rng(11)
+    big = {k: rng.integers(-6, 7, size=(300, s)) / 2 for k, s in SIZES.items()}
+    whole, single = tracker(), tracker()
+    g_whole = whole.update(big)
+    g_single = [int(single.update({k: v[i:i + 1] for k, v in big.items()})[0]) for i in range(300)]
+    assert g_whole.tolist() == g_single
+    assert state(whole) == state(single)
+    assert {k: v.tolist() for k, v in whole.last_gains.items()}.keys() == set(ALL)
