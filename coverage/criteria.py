@@ -65,7 +65,6 @@ def cached_topk(view: BatchView, layer: str, k: int) -> np.ndarray:
 class Criterion:
     """Common shape: ``update(view, gains)``, counts per layer, ``merge_from``, state for files."""
 
-    #: rows of the boolean state per neuron (NC 1, NBC 2, KMNC k)
     def __init__(self, spec: CriterionSpec, layer_sizes: dict[str, int], bounds: ProfileBounds | None):
         self.spec = spec
         self.layer_sizes = layer_sizes
@@ -83,7 +82,7 @@ class Criterion:
 class MaskCriterion(Criterion):
     """A criterion whose items are (row, neuron) cells of a bool array ``rows x neurons`` per layer."""
 
-    rows = 1
+    rows = 1  # rows of the boolean state per neuron: NC/SNAC/TKNC 1, NBC 2 (upper, lower), KMNC k
     row_names: tuple[str, ...] = ()
 
     def __init__(self, spec, layer_sizes, bounds):
@@ -118,7 +117,8 @@ class MaskCriterion(Criterion):
 
 class NC(MaskCriterion):
     """Neuron coverage (DeepXplore, DeepTest): per input and layer v' = (v - min)/(max - min) over
-    that layer's neurons (all zeros when max == min); neuron covered when v' > t for some input."""
+    that layer's neurons (all zeros when max == min); neuron covered when v' > t for some input.
+    Computed in the activations' precision (float32 activations: float32 arithmetic)."""
 
     def update(self, view: BatchView, gains: np.ndarray) -> None:
         t = self.spec.param
