@@ -136,8 +136,24 @@ def _class_text(output: Any) -> str:
     return str(output)
 
 
+def steering_gain(findings: list[dict], units: str = "radians") -> float:
+    """How much the arrows' tilt is exaggerated: steering angles of lane keeping are a few degrees,
+    too small to see, so the largest angle shown is drawn near 45 degrees. The gain is a round
+    number (1, 2, 5, 10 or 20, never below 1) and the legend states it; the printed values are exact."""
+    angles = []
+    for f in findings:
+        for value in (f.get("before"), f.get("after"), f.get("label"), (f.get("details") or {}).get("expected")):
+            if _is_number(value):
+                angles.append(abs(_angle_radians(float(value), units)))
+    biggest = max(angles, default=0.0)
+    if biggest <= 0:
+        return 1.0
+    return max([g for g in (1.0, 2.0, 5.0, 10.0, 20.0) if g * biggest <= math.pi / 4], default=1.0)
+
+
 def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, task: str,
-                  units: str = "radians", class_names: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  units: str = "radians", class_names: list | None = None,
+                  gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The finding's two frames (BGR) scaled for display with the model's answers drawn on them:
     steering arrows (before on the original, after on the transformed with the before as a thin
     ghost; the seed's label, when known, as a thin blue arrow on the original), detection boxes
@@ -148,10 +164,10 @@ def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, 
     before, after = finding.get("before"), finding.get("after")
     if task == "steering" and _is_number(before) and _is_number(after):
         if _is_number(finding.get("label")):
-            draw_steering(orig, float(finding["label"]), LABEL_BGR, units, thickness=1)
-        draw_steering(orig, float(before), BEFORE_BGR, units)
-        draw_steering(trans, expected_steering(finding), BEFORE_BGR, units, thickness=1)
-        draw_steering(trans, float(after), AFTER_BGR, units)
+            draw_steering(orig, gain * float(finding["label"]), LABEL_BGR, units, thickness=1)
+        draw_steering(orig, gain * float(before), BEFORE_BGR, units)
+        draw_steering(trans, gain * expected_steering(finding), BEFORE_BGR, units, thickness=1)
+        draw_steering(trans, gain * float(after), AFTER_BGR, units)
         _text(orig, f"before {float(before):+.3f}", (6, 16), BEFORE_BGR)
         _text(trans, f"after {float(after):+.3f}", (6, 16), AFTER_BGR)
     elif task == "detection" and isinstance(before, dict) and isinstance(after, dict):
@@ -431,12 +447,13 @@ def section_worst(run: RunFolder, worst: int) -> str:
     model = run.summary.get("model") or {}
     units, class_names = model.get("units", "radians"), list(model.get("classes") or [])
     task = run.task
+    gain = steering_gain(findings, units) if task == "steering" else 1.0
     figures = []
     for f in findings:
         images = f.get("images") or {}
         orig, trans = _load_bgr(run, images.get("original")), _load_bgr(run, images.get("transformed"))
         if orig is not None and trans is not None:
-            orig, trans = annotate_pair(orig, trans, f, task, units, class_names)
+            orig, trans = annotate_pair(orig, trans, f, task, units, class_names, gain)
             pics = (f'<img src="{data_uri(orig)}" alt="original {e(f["id"])}">'
                     f'<img src="{data_uri(trans)}" alt="transformed {e(f["id"])}">')
         else:
@@ -455,7 +472,9 @@ def section_worst(run: RunFolder, worst: int) -> str:
                   f'<span style="color:{AFTER_CSS}">&#9650; after (transformed frame; thin green: what the relation expected)</span> '
                   f'<span style="color:{LABEL_CSS}">&#9650; seed label</span> '
                   f'&middot; arrows point where the car steers: up is straight, '
-                  f'{"right" if POSITIVE_STEERS_RIGHT else "left"} is positive')
+                  f'{"right" if POSITIVE_STEERS_RIGHT else "left"} is positive'
+                  + (f'; tilt exaggerated &times;{gain:g} so that differences show (the numbers are exact)'
+                     if gain != 1 else ''))
     elif task == "detection":
         legend = (f'<span style="color:{BEFORE_CSS}">&#9633; boxes before</span> '
                   f'<span style="color:{AFTER_CSS}">&#9633; boxes after</span> '
@@ -463,7 +482,8 @@ def section_worst(run: RunFolder, worst: int) -> str:
     else:
         legend = (f'<span style="color:{BEFORE_CSS}">before</span> / <span style="color:{AFTER_CSS}">after</span>: '
                   'predicted class and confidence')
-    body = "".join(figures) or '<p class="muted">No findings: the relation held on every input.</p>'
+    body = (f'<div class="pairs">{"".join(figures)}</div>' if figures
+            else '<p class="muted">No findings: the relation held on every input.</p>')
     return (f'<section id="worst"><h2>Worst findings</h2><p class="legend">{legend}</p>'
             f'<p class="note">The {len(findings)} findings with the largest violation, original on the left, '
             f'transformed on the right.</p>{body}</section>')
@@ -486,7 +506,8 @@ table.kv th{font-weight:600;color:#4a5264;white-space:nowrap}table.kv td{word-br
 .bar span{display:block;height:100%;background:#3c9c5c}.bar.bad{background:#eceef2}.bar.bad span{background:#d9534f}
 .note,.muted{color:#5a6376;font-size:13px}.warn{background:#fff3cd;border:1px solid #f0d27a;padding:6px 10px;border-radius:4px}
 .legend{font-size:13px;font-weight:600}
-figure.pair{display:inline-block;margin:8px 14px 14px 0;vertical-align:top;max-width:580px}
+.pairs{display:grid;grid-template-columns:repeat(auto-fill,minmax(572px,1fr));gap:6px 18px}
+figure.pair{margin:8px 0}
 figure.pair .imgs{display:flex;gap:6px}figure.pair img{width:280px;border-radius:3px;border:1px solid #ccd}
 figcaption{font-size:12px;margin-top:4px;word-break:break-word}
 svg.chart text{font-size:11px;fill:#333}svg.chart .grid{stroke:#e3e6eb}svg.chart .frame{fill:none;stroke:#aab}

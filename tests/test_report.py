@@ -191,3 +191,12 @@ def test_chains_are_summed_per_transform_and_ranked(tmp_path):
     assert any(r.startswith("fog3026.7%") for r in rows), rows  # fog: 2 of 20 + 10
     assert "Chains with the most findings" in section
     assert any(r.startswith("rain+fog10220.0%") for r in rows), rows
+
+
+def test_steering_gain_makes_small_angles_visible_and_is_stated():
+    from deeptest_iot.report import steering_gain
+
+    assert steering_gain([{"before": 0.03, "after": -0.04, "label": 0.01}]) == 10.0
+    assert steering_gain([{"before": 0.5, "after": 0.7}]) == 1.0
+    assert steering_gain([{"before": 2.0, "after": 1.0}]) == 1.0  # never below 1
+    assert steering_gain([{"before": 0.0, "after": 0.0}]) == 1.0
