@@ -1,7 +1,7 @@
 """Benchmark of deeptest_iot.coverage on one core: update throughput, speed-up over a per-neuron
 loop, tracker memory, LSA/MDSA time, and how fast each criterion saturates.
 
-Run: python benchmarks/bench_coverage.py [--quick]. Prints a table, then one JSON object on the
+Run: python benchmarks/bench_coverage.py [--quick] [--model sample_models/dave2_steering.keras]. Prints a table, then one JSON object on the
 last line. Activations are synthetic (seeded Gaussian, and ReLU of it), not a real model's.
 """
 
@@ -23,6 +23,7 @@ from deeptest_iot.coverage import LSA, MDSA, CoverageTracker, Profile  # noqa: E
 LAYERS = {"conv1": 1000, "conv2": 2500, "conv3": 4000, "dense1": 2500}  # 10,000 neurons
 CRITERIA = ["nc:0.5", "kmnc:100", "nbc", "snac", "tknc:3"]
 BATCH = 256
+SAT_SPECS = ["nc:0.2", "nc:0.5", "nc:0.75", "kmnc:10", "kmnc:100", "nbc", "snac", "tknc:3"]
 
 
 def make_batches(rng, n_batches, relu):
@@ -124,8 +125,7 @@ def bench_surprise(n_train=5000, n_neurons=500, n_test=1000):
 
 def saturation(profile, batches):
     """Coverage after 20, 256, 2560 inputs per criterion: which ones keep growing."""
-    specs = ["nc:0.2", "nc:0.5", "nc:0.75", "kmnc:10", "kmnc:100", "nbc", "tknc:3"]
-    tr = CoverageTracker(specs, LAYERS, profile)
+    tr = CoverageTracker(SAT_SPECS, LAYERS, profile)
     rows, seen = {}, 0
     first = {k: v[:20] for k, v in batches[0].items()}
     tr.update(first)
@@ -142,9 +142,51 @@ def saturation(profile, batches):
     return rows
 
 
+def model_saturation(model_path, n_frames=600, checkpoints=(20, 100, 300, 600), seed=4242):
+    """Coverage growth on a real model: DeepTest-style inputs (scene frames, each under one random
+    transform from the registry), profile from ``<model>.profile.npz`` when it is there."""
+    from pathlib import Path
+
+    from deeptest_iot import scenes
+    from deeptest_iot.model import load_model
+    from deeptest_iot.transforms import REGISTRY
+
+    mut = load_model(model_path)
+    frames = scenes.generate(n_frames, seed=seed).images
+    rng = np.random.default_rng(seed)
+    names = sorted(REGISTRY)
+    mutated = np.stack([REGISTRY[names[rng.integers(len(names))]].random(rng)(f[None], seed=i)[0]
+                        for i, f in enumerate(frames)])
+    prof_path = Path(str(model_path).replace(".keras", ".profile.npz"))
+    if prof_path.exists():
+        profile = Profile.load(prof_path, fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    else:
+        profile = Profile.from_batches([mut.run(scenes.generate(1000, seed=seed + 1).images).activations],
+                                       fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    out = {"model": str(model_path), "neurons": sum(mut.layer_sizes.values()), "profile_inputs": profile.count}
+    for label, imgs in (("seed frames", frames), ("transformed frames", mutated)):
+        acts = mut.run(imgs).activations
+        tr = CoverageTracker(SAT_SPECS, mut.layer_sizes, profile)
+        rows, done = {}, 0
+        for c in checkpoints:
+            tr.update({k: v[done:c] for k, v in acts.items()})
+            done = c
+            rows[c] = tr.coverage()
+        out[label] = rows
+    return out
+
+
+def print_growth(title, rows):
+    print(title)
+    print("  " + f"{'criterion':10s}" + "".join(f"{n:>10,d}" for n in rows))
+    for spec in next(iter(rows.values())):
+        print("  " + f"{spec:10s}" + "".join(f"{rows[n][spec]:>10.3f}" for n in rows))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer batches (a smoke run, noisier figures)")
+    ap.add_argument("--model", help="also measure coverage growth on this .keras model (needs TensorFlow)")
     args = ap.parse_args()
     n_batches, repeats = (8, 1) if args.quick else (20, 3)
 
@@ -172,10 +214,11 @@ def main():
     for name, v in sa.items():
         print(f"  {name.upper():6s} fit {v['fit_s']:6.2f} s   {v['s_per_1000']:6.2f} s per 1,000 inputs")
     if sat:
-        print("saturation on synthetic Gaussian activations (coverage after n inputs):")
-        print("  " + f"{'criterion':10s}" + "".join(f"{n:>10,d}" for n in sat))
-        for spec in sat[20]:
-            print("  " + f"{spec:10s}" + "".join(f"{sat[n][spec]:>10.3f}" for n in sat))
+        print_growth("saturation on synthetic Gaussian activations (coverage after n inputs):", sat)
+    real = model_saturation(args.model) if args.model else None
+    if real:
+        for label in ("seed frames", "transformed frames"):
+            print_growth(f"saturation on {real['model']} ({real['neurons']:,} neurons), {label}:", real[label])
     figures = {
         "neurons": neurons, "batch": BATCH, "criteria": CRITERIA,
         "update_inputs_per_s": round(rate), "update_inputs_per_cpu_s": round(cpu_rate),
@@ -186,6 +229,11 @@ def main():
         "mdsa_s_per_1000": round(sa["mdsa"]["s_per_1000"], 3), "mdsa_fit_s": round(sa["mdsa"]["fit_s"], 3),
         "saturation": {str(n): {k: round(v, 4) for k, v in c.items()} for n, c in sat.items()},
     }
+    if real:
+        figures["model_saturation"] = {
+            "model": real["model"], "neurons": real["neurons"], "profile_inputs": real["profile_inputs"],
+            **{label: {str(n): {k: round(v, 4) for k, v in c.items()} for n, c in real[label].items()}
+               for label in ("seed frames", "transformed frames")}}
     print(json.dumps(figures))
 
 
