@@ -70,11 +70,11 @@ def blend(batch: np.ndarray, weight, offset) -> np.ndarray:
     fixed point in uint16, in cache-sized chunks: exact to within one grey level of the float result.
     """
     n, h, w, c = batch.shape
-    wt = np.clip(np.asarray(weight, dtype=np.float64), 0.0, 1.0)
-    w16 = np.broadcast_to(np.rint(wt * 256.0).astype(np.uint16), np.broadcast_shapes(wt.shape, (1, 1, 1)))
-    off = np.asarray(offset, dtype=np.float64)
-    o16 = np.rint(np.clip(off, 0.0, 255.0) * 256.0)
-    o16 = np.minimum(o16, 65280.0 - 255.0 * w16) + 128.0  # no uint16 overflow, rounds on the shift
+    f32 = np.float32
+    w16 = np.rint(np.clip(np.asarray(weight, f32), f32(0), f32(1)) * f32(256))
+    off = np.clip(np.asarray(offset, f32), f32(0), f32(255)) * f32(256)
+    o16 = np.rint(np.minimum(off, f32(65280) - f32(255) * w16)) + f32(128)  # no uint16 overflow; rounds the shift
+    w16 = w16.astype(np.uint16).reshape(np.broadcast_shapes(w16.shape, (1, 1, 1)))
     o16 = o16.astype(np.uint16)
     out = np.empty_like(batch)
     step = chunk_size(batch)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .batch import add_signed, blend, per_image
+from .batch import add_signed, blend
 from .core import Param, TransformSpec, register
 
 
 def _gaussian_noise(batch, p, rng):
     h, w = batch.shape[1:3]
-    noise = np.rint(rng.normal(0.0, p["sigma"], (h, w, 3)))
+    noise = np.rint(rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(p["sigma"]))
     return add_signed(batch, np.clip(noise, -255, 255).astype(np.int16))
 
 
@@ -47,18 +47,19 @@ def _dead_pixels(batch, p, rng):
 
 
 def _jpeg(batch, p, rng):
+    n, h, w, _ = batch.shape
     q = [cv2.IMWRITE_JPEG_QUALITY, int(p["quality"])]
-
-    def roundtrip(rgb):
-        ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], q)  # the encoder expects BGR
+    bgr = cv2.cvtColor(batch.reshape(n * h, w, 3), cv2.COLOR_RGB2BGR).reshape(batch.shape)  # encoder wants BGR
+    out = np.empty_like(batch)
+    for i in range(n):
+        ok, buf = cv2.imencode(".jpg", bgr[i], q)
         if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 frame
             raise RuntimeError("JPEG encoding failed")
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+        out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+    return out
 
-    return per_image(batch, roundtrip)
 
-
-DIRT_COLOR = np.array([70.0, 62.0, 52.0])
+DIRT_COLOR = np.array([70.0, 62.0, 52.0], np.float32)
 
 
 def dirt_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:

@@ -8,6 +8,7 @@ looks alike at 66x200 and 640x480.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -45,7 +46,7 @@ def _fog(batch, p, rng):
 
 
 #: Colour of rain streaks (RGB, slightly blue-white) and their opacities at three depths.
-RAIN_COLOR = np.array([200.0, 205.0, 215.0])
+RAIN_COLOR = np.array([200.0, 205.0, 215.0], np.float32)
 RAIN_OPACITY = (0.3, 0.45, 0.6)
 
 
@@ -87,7 +88,7 @@ def _rain(batch, p, rng):
     return blend(batch, dim * (1.0 - m), m * RAIN_COLOR)
 
 
-SNOW_COLOR = np.array([245.0, 247.0, 250.0])
+SNOW_COLOR = np.array([245.0, 247.0, 250.0], np.float32)
 
 
 def snow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
@@ -144,11 +145,17 @@ def _shadow(batch, p, rng):
     return blend(batch, 1.0 - 0.75 * p["strength"] * m, 0.0)
 
 
-GLARE_COLOR = np.array([255.0, 248.0, 230.0])
+GLARE_COLOR = np.array([255.0, 248.0, 230.0], np.float32)
 
 
 def glare_mask(h: int, w: int, p: dict) -> np.ndarray:
     """Glare opacity (h, w): a bright core around the sun, a veil over the frame, two lens ghosts."""
+    return _glare_mask(h, w, p["intensity"], p["x"], p["y"], p["radius"])
+
+
+@functools.lru_cache(maxsize=32)
+def _glare_mask(h: int, w: int, intensity: float, x: float, y: float, radius: float) -> np.ndarray:
+    p = {"intensity": intensity, "x": x, "y": y, "radius": radius}
     diag = math.hypot(h, w)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     ys, xs = (ys + 0.5) / h, (xs + 0.5) / w
@@ -161,7 +168,9 @@ def glare_mask(h: int, w: int, p: dict) -> np.ndarray:
     for t, size, strength in ((0.7, 0.12, 0.25), (1.35, 0.06, 0.3)):  # ghosts on the line to the centre
         gr2 = dist2(sx + t * (0.5 - sx) * 2, sy + t * (0.5 - sy) * 2) / (size * rad) ** 2
         g += strength * (gr2 < 1.0) * np.exp(-gr2)
-    return np.clip(p["intensity"] * g, 0.0, 1.0)
+    m = np.clip(p["intensity"] * g, 0.0, 1.0)
+    m.setflags(write=False)  # cached: shared by every call with the same value and size
+    return m
 
 
 def _glare(batch, p, rng):

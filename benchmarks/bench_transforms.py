@@ -1,0 +1,89 @@
+"""Images per second of every transform on ONE core, at 66x200 (Dave-2 input) and 640x480.
+
+Run: ``python benchmarks/bench_transforms.py`` (about half a minute). Inputs are generated road
+scenes; every transform runs at ``--severity`` (default 1.0, the slowest setting for the blurs).
+Random patterns (rain, noise) are drawn once per call, so the ``x1`` column (one image per call)
+shows the per-call cost a caller pays when every image needs its own pattern.
+Prints a table, then all figures as one JSON object on the last line. Goal: every transform but
+blur_bilateral at least 5,000 images/s at 66x200 in batches.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from deeptest_iot.scenes import generate  # noqa: E402
+from deeptest_iot.transforms import REGISTRY, get  # noqa: E402
+
+GOAL = 5000
+EXEMPT = ("blur_bilateral",)
+
+
+def rate(t, batch: np.ndarray, min_time: float) -> float:
+    """Best images/s over repeated calls lasting at least ``min_time`` CPU seconds in total.
+
+    Timed in process CPU time, not wall time: everything runs on one thread (cv2 threads = 1), so
+    CPU time is the time on one core, and other jobs on a shared machine do not distort it.
+    """
+    t(batch, seed=0)  # warm up
+    best, spent, calls = 0.0, 0.0, 0
+    while spent < min_time or calls < 3:
+        start = time.process_time()
+        t(batch, seed=calls)
+        dt = max(time.process_time() - start, 1e-6)
+        spent += dt
+        calls += 1
+        best = max(best, len(batch) / dt)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--severity", type=float, default=1.0)
+    ap.add_argument("--batch", type=int, default=256, help="batch size at 66x200")
+    ap.add_argument("--big-batch", type=int, default=16, help="batch size at 640x480")
+    ap.add_argument("--min-time", type=float, default=0.25, help="seconds of timing per figure")
+    ap.add_argument("--only", nargs="*", default=None, help="only these transforms")
+    args = ap.parse_args()
+
+    cv2.setNumThreads(1)
+    configs = {
+        "66x200": generate(args.batch, seed=0, height=66, width=200).images,
+        "66x200_batch1": generate(1, seed=0, height=66, width=200).images,
+        "640x480": generate(args.big_batch, seed=0, height=480, width=640).images,
+    }
+    names = args.only or list(REGISTRY)
+    figures: dict[str, dict[str, float]] = {k: {} for k in configs}
+    print(f"images/s on one core (cv2 threads = {cv2.getNumThreads()}), severity {args.severity:g}; "
+          f"batches: 66x200 x{args.batch}, 66x200 x1, 640x480 x{args.big_batch}")
+    print(f"{'transform':<16} {'kind':<12} {'66x200':>10} {'66x200 x1':>10} {'640x480':>10}  goal")
+    for name in names:
+        t = get(name, severity=args.severity)
+        for key, batch in configs.items():
+            figures[key][name] = round(rate(t, batch, args.min_time), 1)
+        ok = "ok" if figures["66x200"][name] >= GOAL else ("exempt" if name in EXEMPT else "BELOW")
+        print(f"{name:<16} {t.kind:<12} {figures['66x200'][name]:>10,.0f} {figures['66x200_batch1'][name]:>10,.0f} "
+              f"{figures['640x480'][name]:>10,.0f}  {ok}")
+    below = [n for n in names if figures["66x200"][n] < GOAL and n not in EXEMPT]
+    print(f"below {GOAL:,} images/s at 66x200 (bilateral exempt): {', '.join(below) or 'none'}")
+    print(json.dumps({
+        "benchmark": "transforms", "unit": "images/s", "clock": "process CPU time", "cv2_threads": cv2.getNumThreads(),
+        "severity": args.severity, "batch": {"66x200": args.batch, "66x200_batch1": 1, "640x480": args.big_batch},
+        "goal_66x200": GOAL, "below_goal": below, "figures": figures,
+        "machine": platform.processor() or platform.machine(), "numpy": np.__version__, "opencv": cv2.__version__,
+    }, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()
