@@ -97,7 +97,7 @@ def preview_cmd(image, out, only, severities, seed, tile_width):
     rgb = read_rgb(image)
     names = [spec(n).name for n in only] if only else list(REGISTRY)
     grid = preview_grid(rgb, names, severities or SEVERITIES, seed=seed, tile_width=tile_width)
-    ok, buf = cv2.imencode(".png", grid[:, :, ::-1])
+    ok, buf = cv2.imencode(".png", grid[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:  # pragma: no cover
         raise OutputError(f"could not encode the preview grid as PNG for {out!r}")
     atomic_write_bytes(out, buf.tobytes())
