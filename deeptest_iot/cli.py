@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "junit": (".cli_results", "junit"),
     "compare": (".cli_results", "compare"),
     "export": (".cli_results", "export"),
+    "validate": (".cli_results", "validate"),
     "inspect": (".cli_model", "inspect"),
     "profile": (".cli_model", "profile"),
     "run": (".cli_run", "run"),

@@ -95,3 +95,43 @@ def export(out_dir: Path, to_dir: Path) -> None:
 
     result = export_findings(out_dir, to_dir)
     click.echo(f"exported {result.count} {result.task} findings to {result.folder} (and {result.npz.name})")
+
+
+@click.command("validate")
+@click.option("--model", "model", type=click.Path(), required=True, help="The candidate model to validate.")
+@click.option("--baseline", type=FOLDER, required=True,
+              help="Campaign folder of the baseline model; its campaign is rerun on the candidate.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("deeptest-validate"),
+              show_default=True, help="Folder for the candidate's campaign, report.html, compare.json, junit.xml.")
+@click.option("--junit", "junit_file", type=FILE, default=None, help="JUnit XML of the comparison [OUT/junit.xml].")
+@click.option("--json", "json_file", type=FILE, default=None, help="Comparison as JSON [OUT/compare.json].")
+@click.option("--card", type=click.Path(dir_okay=False), default=None,
+              help="The candidate's model card [the .toml beside the model].")
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="The candidate's training-activation profile [beside the model, else the seeds].")
+@click.option("--trust-model", is_flag=True, default=False,
+              help="Load Lambda bytecode in the candidate model. DANGEROUS: runs code from the file.")
+@_threshold_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.pass_context
+def validate(ctx: click.Context, model: str, baseline: Path, out_dir: Path, junit_file: Path | None,
+             json_file: Path | None, card: str | None, profile: str | None, trust_model: bool, config: Path | None,
+             max_error_rate_increase: float | None, max_coverage_drop: float | None,
+             max_violation_increase: float | None, quiet: bool) -> None:
+    """Rerun the campaign of BASELINE on the candidate --model, compare, and write the HTML report,
+    the comparison (JSON) and JUnit XML. Exit 0 no threshold crossed, 1 a regression, 2 bad input
+    or a baseline this version cannot reproduce."""
+    import sys
+
+    from .compare import Thresholds
+    from .validate import validate as run_validation
+
+    thresholds = Thresholds.load(config, max_error_rate_increase=max_error_rate_increase,
+                                 max_coverage_drop=max_coverage_drop, max_violation_increase=max_violation_increase)
+    echo = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True, nl=False))
+    result = run_validation(model, baseline, out_dir, thresholds, card=card, trust_model=trust_model,
+                            profile=profile, junit_path=junit_file, json_path=json_file, echo=echo,
+                            tty=sys.stderr.isatty())
+    click.echo(result.comparison.format_table())
+    click.echo(f"report {result.report}, comparison {result.json}, JUnit {result.junit}")
+    ctx.exit(result.exit_code)

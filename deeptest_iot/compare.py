@@ -190,6 +190,12 @@ def differences(baseline: dict, candidate: dict) -> list[str]:
         b, c = b_opts.get(key, "(absent)"), c_opts.get(key, "(absent)")
         if b != c:
             diffs.append(f"{key}: {json.dumps(b)} vs {json.dumps(c)}")
+    if "campaign.budget" not in b_opts and "campaign.budget" not in c_opts:
+        # Without a recorded budget, the number of inputs tried is the only sign of the campaign's size.
+        b, c = baseline.get("inputs_tried"), candidate.get("inputs_tried")
+        if b != c:
+            diffs.append(f"inputs_tried: {json.dumps(b)} vs {json.dumps(c)} (no budget recorded to tell the "
+                         "campaigns' sizes apart)")
     return diffs
 
 

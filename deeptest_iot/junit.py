@@ -174,3 +174,48 @@ def write_junit(out_dir: str | Path, path: str | Path, max_error_rate: float = 0
     data, counts = junit_bytes(out_dir, float(max_error_rate))
     atomic_write_bytes(Path(path), data)
     return counts
+
+
+def comparison_junit(comparison) -> tuple[bytes, JUnitCounts]:
+    """A baseline comparison (deeptest_iot.compare.Comparison) as JUnit XML, for `validate`.
+
+    One test suite ``deeptest-iot.compare``; one test case per compared figure
+    (``classname="deeptest-iot.compare.<figure>"``, ``name="<transform or criterion>"``). A
+    regression is a failure carrying both values, the change and the allowed change; a figure one
+    run lacks is skipped. The verdict matches compare's exit code: failures == regressions."""
+    root = ET.Element("testsuites", name=f"{SUITE_PREFIX}.compare")
+    suite = ET.SubElement(root, "testsuite", name=f"{SUITE_PREFIX}.compare")
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("baseline", comparison.baseline), ("candidate", comparison.candidate),
+                        *((f"threshold.{k}", v) for k, v in vars(comparison.thresholds).items())):
+        ET.SubElement(props, "property", name=name, value=_clean(value))
+    tests = failures = skipped = 0
+    for row in comparison.rows:
+        tests += 1
+        tc = ET.SubElement(suite, "testcase", name=_clean(row.scope),
+                           classname=_clean(f"{SUITE_PREFIX}.compare.{row.figure.replace(' ', '_')}"))
+        if row.verdict.startswith("only in"):
+            ET.SubElement(tc, "skipped", message=_clean(f"{row.figure} of {row.scope}: {row.verdict}"))
+            skipped += 1
+        elif row.regressed:
+            direction = "dropped" if row.figure == "coverage" else "rose"
+            message = (f"{row.figure} of {row.scope} {direction} from {row.baseline:.6g} to {row.candidate:.6g} "
+                       f"(change {row.change:+.6g}, allowed {row.limit:.6g})")
+            failure = ET.SubElement(tc, "failure", message=_clean(message), type="Regression")
+            failure.text = _clean(f"{message}\nbaseline: {comparison.baseline}\ncandidate: {comparison.candidate}\n")
+            failures += 1
+    for element in (suite, root):
+        element.set("tests", str(tests))
+        element.set("failures", str(failures))
+        element.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    ET.indent(root)
+    data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return data, JUnitCounts(tests, failures, 0, skipped)
+
+
+def write_comparison_junit(comparison, path: str | Path) -> JUnitCounts:
+    """Write :func:`comparison_junit` atomically to ``path``; return its counts."""
+    data, counts = comparison_junit(comparison)
+    atomic_write_bytes(Path(path), data)
+    return counts

@@ -79,7 +79,7 @@ def tally(findings: list[dict], tried: dict[str, int]) -> dict:
     for k, bucket in enumerate(("0.0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1.0")):
         mine = [f for f in findings if min(int(f["severity"] * 5), 4) == k]
         per_severity[bucket] = {"tried": total // 5, "findings": len(mine),
-                                "error_rate": len(mine) / (total // 5) if total else 0.0}
+                                "error_rate": len(mine) / (total // 5) if total // 5 else 0.0}
     return {"per_transform": per_transform, "per_severity": per_severity, "inputs_tried": total,
             "findings": len(findings), "error_rate": len(findings) / total if total else 0.0}
 

@@ -165,3 +165,72 @@ def test_model_specific_settings_may_differ(baseline, tmp_path):
     assert result.passed
     assert any("tknp:1" in n for n in result.notes)
     assert any("library versions differ (numpy)" in n for n in result.notes)
+
+
+# ---------------------------------------------------------------------------------------- validate
+
+
+def test_validate_options_come_from_the_baseline_except_the_model(tmp_path):
+    campaign = pytest.importorskip("deeptest_iot.campaign")
+    from deeptest_iot.validate import options_from_baseline
+
+    recorded = {"model": "base.keras", "card": "base.toml", "profile": "base.profile.npz", "trust_model": True,
+                "seed": 3, "strategy": "sweep", "n_seeds": 7, "transforms": ["rain"], "coverage": ["nc:0.5"],
+                "lam": 2.0, "delta": 0.05, "seeds_used": "generated:7", "relation": {"name": "steering"}}
+    base = make_run(tmp_path / "base", [], {"rain": 40}, campaign=recorded)
+    summary = json.loads((base / "summary.json").read_text())
+    summary["campaign"] = recorded  # exactly what the campaign recorded, no budget
+    (base / "summary.json").write_text(json.dumps(summary))
+    opts = options_from_baseline(base, "cand.keras", tmp_path / "out", card="cand.toml")
+    assert isinstance(opts, campaign.CampaignOptions)
+    assert (opts.model, opts.card, opts.profile, opts.trust_model) == ("cand.keras", "cand.toml", None, False)
+    assert (opts.seed, opts.strategy, opts.n_seeds, opts.transforms, opts.lam, opts.delta) == \
+        (3, "sweep", 7, ("rain",), 2.0, 0.05)
+    assert opts.budget == 40  # not recorded: the inputs the baseline tried
+    assert opts.out == str(tmp_path / "out") and opts.resume is False
+
+
+def test_validate_refuses_a_baseline_it_cannot_reproduce(tmp_path):
+    pytest.importorskip("deeptest_iot.campaign")
+    from deeptest_iot.validate import options_from_baseline
+
+    old = make_run(tmp_path / "old", [], {"rain": 4}, tool={"version": "0.0.1"})
+    with pytest.raises(IncomparableRunsError, match="made by deeptest-iot 0.0.1"):
+        options_from_baseline(old, "cand.keras", tmp_path / "out")
+    running = make_run(tmp_path / "running", [], {"rain": 4}, status="running")
+    with pytest.raises(IncomparableRunsError, match="not complete"):
+        options_from_baseline(running, "cand.keras", tmp_path / "out")
+
+
+def test_without_recorded_budgets_different_sizes_are_incomparable(tmp_path):
+    base = make_run(tmp_path / "base", [], {"rain": 40})
+    cand = make_run(tmp_path / "cand", [], {"rain": 80})
+    for folder in (base, cand):
+        summary = json.loads((folder / "summary.json").read_text())
+        del summary["campaign"]["budget"]
+        (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(IncomparableRunsError, match="inputs_tried: 40 vs 80"):
+        compare_runs(base, cand)
+
+
+def test_validate_end_to_end_with_a_tiny_model(tmp_path):
+    """run a baseline campaign, then validate the same model (exit 0) through the CLI."""
+    keras = pytest.importorskip("keras")
+    from deeptest_iot.campaign import CampaignOptions, run_campaign
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.Conv2D(4, 5, strides=3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [33, 100]\nscale = 0.00392156862745098\n')
+    opts = CampaignOptions(model=str(path), n_seeds=4, budget=24, batch_size=12, transforms=("rain", "hflip"),
+                           coverage=("nc:0.5",), delta=0.001, out=str(tmp_path / "base"))
+    run_campaign(opts)
+    result = CliRunner().invoke(main, ["validate", "--model", str(path), "--baseline", str(tmp_path / "base"),
+                                       "--out", str(tmp_path / "cand"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output
+    for name in ("report.html", "compare.json", "junit.xml", "summary.json"):
+        assert (tmp_path / "cand" / name).is_file(), name
+    assert (tmp_path / "cand" / "findings.jsonl").read_bytes() == (tmp_path / "base" / "findings.jsonl").read_bytes()

@@ -191,3 +191,22 @@ def test_test_cases_are_single_transforms_over_chains(tmp_path, schema):
     rain, fog = cases(root)["rain"].find("failure"), cases(root)["fog"].find("failure")
     assert "2 of 15" in rain.get("message") and "1 of 10" in fog.get("message")
     assert "f000000 [rain+fog]" in fog.text
+
+
+def test_comparison_junit_is_valid_and_fails_on_regressions(tmp_path, schema):
+    from deeptest_iot.compare import compare_runs
+    from deeptest_iot.junit import write_comparison_junit
+
+    base = make_run(tmp_path / "base", [steering_finding(0, "rain", 0.2)], tried={"rain": 100, "fog": 100})
+    cand = make_run(tmp_path / "cand", [steering_finding(i, "rain", 0.2) for i in range(6)],
+                    tried={"rain": 100, "fog": 100, "snow": 5})
+    comparison = compare_runs(base, cand)
+    counts = write_comparison_junit(comparison, tmp_path / "cmp.xml")
+    root = ET.parse(tmp_path / "cmp.xml").getroot()
+    assert schema.errors(root) == []
+    assert counts.failures == len(comparison.regressions) == 2
+    failed = [tc for tc in root.iter("testcase") if tc.find("failure") is not None]
+    assert [(tc.get("classname"), tc.get("name")) for tc in failed] == [
+        ("deeptest-iot.compare.error_rate", "overall"), ("deeptest-iot.compare.error_rate", "rain")]
+    assert "from 0.01 to 0.06" in failed[1].find("failure").get("message")
+    assert counts.skipped == 2  # snow's error rate and mean violation: only in the candidate
