@@ -95,3 +95,18 @@ def test_surprise_coverage_buckets():
 def test_dict_traces_concatenate_layers():
     train = {"a": np.array([[1.0], [-1], [0], [0]]), "b": np.array([[0.0], [0], [2], [-2]])}
     assert MDSA(train)({"a": np.array([[1.0]]), "b": np.array([[1.0]])})[0] == pytest.approx(math.sqrt(1.875))
+
+
+def test_lsa_matches_the_multivariate_formula():
+    rng = np.random.default_rng(4)
+    train = rng.standard_normal((30, 3)) @ np.array([[1.0, 0.5, 0], [0, 1, 0.3], [0, 0, 0.2]])
+    test = rng.standard_normal((5, 3))
+    n, d = train.shape
+    h = np.cov(train, rowvar=False) * n ** (-2 / (d + 4))  # Scott: factor^2 * covariance
+    inv, det = np.linalg.inv(h), np.linalg.det(h)
+    expected = []
+    for x in test:
+        diffs = x - train
+        dens = np.exp(-0.5 * np.einsum("ij,jk,ik->i", diffs, inv, diffs)) / math.sqrt((2 * math.pi) ** d * det)
+        expected.append(-math.log(dens.mean()))
+    assert LSA(train)(test).tolist() == pytest.approx(expected, rel=1e-9)
