@@ -164,12 +164,13 @@ def concat_layers(parts, sizes):
     return {k: np.concatenate([p[k] for p in parts]) for k in sizes}
 
 
-def test_kmnc_matches_per_neuron_reference_loop():
+@pytest.mark.parametrize("n_test", [40, 150])  # 150 x 209 cells: the dense first-hit path runs too
+def test_kmnc_matches_per_neuron_reference_loop(n_test):
     rng = np.random.default_rng(5)
-    sizes = {"a": 6, "b": 9}
+    sizes = {"a": 6, "b": 9, "wide": 194}
     train = {k: rng.standard_normal((50, s)) for k, s in sizes.items()}
     prof = Profile.from_batches([train], fingerprint="m")
-    test = {k: rng.standard_normal((40, s)) * 1.3 for k, s in sizes.items()}
+    test = {k: rng.standard_normal((n_test, s)) * 1.3 for k, s in sizes.items()}
     test["a"][3] = prof.high["a"]  # values exactly at the profiled max
     test["b"][4] = prof.low["b"]
     tr = CoverageTracker(["kmnc:7"], sizes, prof)
@@ -178,6 +179,20 @@ def test_kmnc_matches_per_neuron_reference_loop():
     assert gains.tolist() == ref_gains
     got = {(name, int(s), int(j)) for name in sizes for s, j in np.argwhere(tr.criteria["kmnc:7"].state[name])}
     assert got == hit
+
+
+@pytest.mark.parametrize("n_keys, size", [(50, 30), (50, 20000), (5000, 20000)])
+def test_first_positions_both_paths_match_a_loop(n_keys, size):
+    from deeptest_iot.coverage.criteria import first_positions
+
+    rng = np.random.default_rng(size)
+    keys = rng.integers(0, n_keys, size)
+    positions = np.sort(rng.choice(10 * size, size, replace=False))
+    ref = {}
+    for k, p in zip(keys.tolist(), positions.tolist()):
+        ref.setdefault(k, p)
+    items, first = first_positions(keys, positions, n_keys)
+    assert dict(zip(items.tolist(), first.tolist())) == ref
 
 
 def test_tknc_matches_sorting_reference():
