@@ -218,6 +218,7 @@ def test_save_load_round_trip(tmp_path):
     assert state(back) == state(tr) and back.summary() == tr.summary()
     nxt = {k: rng.uniform(-3, 3, (9, s)) for k, s in SIZES.items()}
     assert back.update(nxt).tolist() == tr.update(nxt).tolist()
+    assert state(back.merge(tr)) == state(tr)  # a loaded tracker merges with a live one
     assert [p.name for p in tmp_path.iterdir()] == ["cov.npz"]  # no temp file left behind
     with pytest.raises(ConfigError, match="another model"):
         CoverageTracker.load(path, fingerprint="other")
