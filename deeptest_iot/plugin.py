@@ -147,7 +147,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"{MARKER}(budget=None): a test of a neural network model; budget = most transformed "
                    "inputs the metamorphic helper checks for it (default --dt-budget)")
-    config.stash[_STATE] = SessionState(config)
+    state = config.stash[_STATE] = SessionState(config)
+    state.settings  # resolve now: a bad option or ini value is a usage error before any test runs
     profile = getattr(config.option, "hypothesis_profile", None)
     if profile == "deeptest":
         # Register the "deeptest" profile before Hypothesis's own plugin loads it (tryfirst).
