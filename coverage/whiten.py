@@ -1,5 +1,7 @@
 """Whitening by a (possibly singular) covariance, shared by the KDE of LSA and by MDSA.
 
+The covariance is the sample covariance (ddof = 1), as scipy's gaussian_kde uses.
+
 A covariance with rank r < d (fewer traces than neurons, or collinear neurons) is handled like a
 pseudo-inverse: eigenvalues below ``rcond`` x the largest are dropped and distances are measured
 in the r-dimensional subspace the training traces span. This never produces NaN; ``rank`` says
