@@ -8,7 +8,7 @@ campaign resume where it stopped (``docs/results-format.md``).
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 import platform
 import time
 import tomllib
@@ -26,6 +26,8 @@ from .search import Case, make_strategy
 
 DEFAULT_COVERAGE = ("nc:0.5", "kmnc:10", "nbc")
 SAMPLE_MODEL = "dave2_steering"
+SUMMARY_EVERY_S = 5.0
+DURABLE_EVERY_S = 2.0
 
 
 @dataclass
@@ -48,7 +50,7 @@ class CampaignOptions:
     guide: tuple[str, ...] | None = None  # criteria whose gains steer the search; None: all tracked
     profile: str | None = None
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 128
     lam: float | None = None  # steering relation with labels (None: the oracle's default)
     delta: float | None = None  # steering relation without labels
     max_confidence_drop: float | None = None  # classification
@@ -147,14 +149,30 @@ def _load_model(opts: CampaignOptions):
     return load_from_options(path, opts.card, None, opts.include, opts.exclude, opts.trust_model)
 
 
+def generated_frame_size(card) -> tuple[int, int]:
+    """Frames rendered so that, after the card's crop, they are the network's input size: transforms
+    then work on the pixels the model sees, not on pixels the resize would throw away."""
+    ih, iw = card.input_size
+    top, bottom, left, right = card.crop
+    return max(8, round(ih / (1.0 - top - bottom))), max(8, round(iw / (1.0 - left - right)))
+
+
 def _load_seeds(opts: CampaignOptions, mut):
+    """Seeds from a folder (with labels), or generated: road scenes, or sign crops for a classifier."""
     from . import seeds as seed_loaders
 
-    if opts.seeds is None:
-        if opts.labels:
-            raise ConfigError("--labels needs --seeds (the folder the labels describe)")
-        return seed_loaders.generated_seeds(opts.n_seeds, seed=opts.seed)
-    return seed_loaders.load_seeds(opts.seeds, labels=opts.labels)
+    if opts.seeds is not None:
+        return seed_loaders.load_seeds(opts.seeds, labels=opts.labels)
+    if opts.labels:
+        raise ConfigError("--labels needs --seeds (the folder the labels describe)")
+    h, w = generated_frame_size(mut.card)
+    if mut.card.task == "classification":
+        from .scenes import SIGN_CLASSES, sign_crops
+
+        images, labels = sign_crops(opts.n_seeds, seed=opts.seed, size=max(h, w))
+        return seed_loaders.SeedSet(ids=[f"sign-{opts.seed}-{i}" for i in range(len(images))], images=images,
+                                    labels=labels, task="classification", class_names=SIGN_CLASSES)
+    return seed_loaders.generated_seeds(opts.n_seeds, seed=opts.seed, height=h, width=w)
 
 
 def _profile_for(opts: CampaignOptions, mut, seed_acts):
@@ -181,19 +199,43 @@ def apply_case(image: np.ndarray, case: Case) -> np.ndarray:
     return out[0]
 
 
-def build_images(seed_images: np.ndarray, cases: Sequence[Case]) -> np.ndarray:
-    """Apply every case's chain; cases that share a seed-independent chain run as one batched call."""
-    groups: dict[str, list[int]] = {}
+def build_images(seed_images: np.ndarray, cases: Sequence[Case], workers: int | None = None) -> np.ndarray:
+    """Apply every case's chain; cases that share a chain run as one batched call.
+
+    Groups are spread over a thread pool: OpenCV and NumPy release the GIL, and the model is idle
+    while a batch is being built, so the cores it would use are free.
+    """
+    groups: dict[tuple, list[int]] = {}
     for i, case in enumerate(cases):
-        key = json.dumps([link.to_dict() for link in case.links], sort_keys=True)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(case.links, []).append(i)
     out = np.empty((len(cases),) + seed_images.shape[1:], np.uint8)
-    for indices in groups.values():
+
+    def build(indices: list[int]) -> None:
         batch = seed_images[[cases[i].seed_index for i in indices]]
         for link in cases[indices[0]].links:
             batch = link.transform(batch, seed=link.seed)
         out[indices] = batch
+
+    jobs = list(groups.values())
+    workers = workers or _POOL_SIZE
+    if workers > 1 and len(jobs) > 1:
+        list(_pool(workers).map(build, jobs))
+    else:
+        for indices in jobs:
+            build(indices)
     return out
+
+
+_POOL_SIZE = max(1, min(4, os.cpu_count() or 1))
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(workers: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="deeptest-transforms")
+    return _POOLS[workers]
 
 
 def _select(outputs, indices):
@@ -322,7 +364,7 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
 
     model_info = {"path": mut.path, "name": mut.name, "fingerprint": mut.fingerprint, "task": task,
                   "card": mut.card.to_dict(), "layers": mut.layer_sizes, "neurons": mut.neurons}
-    campaign_info = {**opts.replay_dict(), "transforms": transform_names,
+    campaign_info = {**opts.replay_dict(), "budget": opts.budget, "time": opts.time, "transforms": transform_names,
                      "seeds_used": seeds_description(opts, seeds), "profile_source": profile_source,
                      "relation": oracle.config()}
     frame_hw = seeds.images.shape[1:3]
@@ -344,6 +386,7 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
         return s
 
     write_summary(out, summary("running"))
+    last_summary = last_durable = time.perf_counter()
     run_batches = 0
     while not strategy.done:
         remaining = opts.budget - stats.tried if opts.budget is not None else opts.batch_size
@@ -390,7 +433,7 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
                 "details": {k: v for k, v in detail.items()
                             if k not in ("before", "after", "label", "violation", "threshold")}})
             pairs.append((seeds.images[case.seed_index], images[i]))
-        writer.append(records, pairs)
+        writer.append(records, pairs, durable=time.perf_counter() - last_durable >= DURABLE_EVERY_S)
         batches += 1
         run_batches += 1
 
@@ -405,8 +448,15 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
             tracker.save(out / name)
             checkpoint_state["coverage_file"] = name
         checkpoint_state["stats"] = stats.state()
-        write_checkpoint(out, checkpoint_state)
-        write_summary(out, summary("running"))
+        # Every checkpoint is atomic (safe against kill -9); fsync, which only guards against power
+        # loss, at most every DURABLE_EVERY_S so that it does not dominate small batches.
+        durable = time.perf_counter() - last_durable >= DURABLE_EVERY_S
+        write_checkpoint(out, checkpoint_state, durable=durable)
+        if durable:
+            last_durable = time.perf_counter()
+        if time.perf_counter() - last_summary >= SUMMARY_EVERY_S:  # for readers of a running campaign
+            write_summary(out, summary("running"), durable=False)
+            last_summary = time.perf_counter()
         progress.update(stats.tried, tracker.coverage() if tracker else {}, stats.found)
         if stop_after_batches is not None and run_batches >= stop_after_batches:
             return CampaignResult(summary("running"), 3, out)

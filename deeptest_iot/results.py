@@ -47,7 +47,8 @@ class FindingsWriter:
                 f.truncate(offset)
         self.offset = offset
 
-    def append(self, records: list[dict[str, Any]], pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def append(self, records: list[dict[str, Any]], pairs: list[tuple[np.ndarray, np.ndarray]],
+               durable: bool = True) -> None:
         """Write each record's image pair, then its JSON line; ids are numbered on from ``count``."""
         if not records:
             return
@@ -56,14 +57,16 @@ class FindingsWriter:
             fid = f"f{self.count:06d}"
             self.count += 1
             images = {"original": f"{IMAGES}/{fid}_orig.png", "transformed": f"{IMAGES}/{fid}_trans.png"}
-            atomic_write_bytes(self.out_dir / images["original"], encode_png(original))
-            atomic_write_bytes(self.out_dir / images["transformed"], encode_png(transformed))
+            # Not fsynced: a PNG is only referenced once its JSON line (fsynced below) is written.
+            atomic_write_bytes(self.out_dir / images["original"], encode_png(original), durable=False)
+            atomic_write_bytes(self.out_dir / images["transformed"], encode_png(transformed), durable=False)
             lines.append(json.dumps({"id": fid, **record, "images": images}, allow_nan=False) + "\n")
         data = "".join(lines).encode("utf-8")
         with open(self.path, "ab") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         self.offset += len(data)
 
 
@@ -120,12 +123,13 @@ class CampaignStats:
                 "error_rate": self.found / self.tried if self.tried else 0.0}
 
 
-def write_summary(out_dir: Path, summary: dict) -> None:
-    atomic_write_json(Path(out_dir) / SUMMARY, summary)
+def write_summary(out_dir: Path, summary: dict, durable: bool = True) -> None:
+    atomic_write_json(Path(out_dir) / SUMMARY, summary, durable=durable)
 
 
-def write_checkpoint(out_dir: Path, checkpoint: dict) -> None:
-    atomic_write_json(Path(out_dir) / CHECKPOINT, checkpoint)
+def write_checkpoint(out_dir: Path, checkpoint: dict, durable: bool = True) -> None:
+    """Compact JSON (the C encoder: the strategy state can be large), replaced atomically."""
+    atomic_write_json(Path(out_dir) / CHECKPOINT, checkpoint, indent=None, durable=durable)
 
 
 def read_checkpoint(out_dir: Path) -> dict | None:

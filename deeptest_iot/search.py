@@ -117,11 +117,18 @@ class Strategy:
         return Case(case_id, int(seed_index), tuple(links))
 
     def _pick_names(self, k: int, rng: np.random.Generator, avoid_geometric: bool = False) -> list[str]:
-        pool = self.names
-        if avoid_geometric:
-            pool = [n for n in pool if self.registry[n].kind != "geometric"] or pool
-        replace = len(pool) < k
-        return [pool[i] for i in rng.choice(len(pool), size=k, replace=replace)]
+        """``k`` distinct names (when there are enough), at most one affine among them, none when
+        ``avoid_geometric`` (the chain already has one): DESIGN's one-affine-per-chain rule."""
+        geometric = [n for n in self.names if self.registry[n].kind == "geometric"]
+        other = [n for n in self.names if self.registry[n].kind != "geometric"]
+        if not other:  # only affine transforms were asked for: the rule cannot hold, honour the request
+            avoid_geometric, geometric, other = False, [], list(self.names)
+        picked: list[str] = []
+        for _ in range(k):
+            pool = other if (avoid_geometric or any(p in geometric for p in picked)) else self.names
+            fresh = [n for n in pool if n not in picked] or pool
+            picked.append(fresh[int(rng.integers(len(fresh)))])
+        return picked
 
     def next_batch(self, size: int) -> list[Case]:
         raise NotImplementedError
@@ -220,7 +227,8 @@ class DeepTestStrategy(Strategy):
     """DeepTest's coverage-guided greedy search (Tian et al. 2018, Algorithm 1), batched.
 
     Depth first from each seed: a popped node gets ``tries`` children, each the node's chain plus
-    2 transforms with random parameters; a child that raises coverage is pushed as a new node (up to
+    2 transforms with random parameters (at most one affine transform per chain, as DESIGN's
+    validity rule asks); a child that raises coverage is pushed as a new node (up to
     ``max_depth`` levels, so chains stay plausible). Transform pairs that raised coverage are tried
     first. When the stack empties, it is refilled with the seeds. Many nodes' children share a batch.
     """
@@ -247,11 +255,13 @@ class DeepTestStrategy(Strategy):
                 self._refill()
             seed_index, chain, depth = self.stack.pop()
             for t in range(self.tries):
-                if t < len(self.winners):
-                    winner = list(self.winners[t])
-                    choose = lambda rng, names=winner: names  # noqa: E731 - reuse what worked first
+                has_affine = any(link.transform.kind == "geometric" for link in chain)
+                winner = self.winners[t] if t < len(self.winners) else None
+                if winner is not None and not (has_affine and any(
+                        self.registry[n].kind == "geometric" for n in winner)):
+                    choose = lambda rng, names=list(winner): names  # noqa: E731 - reuse what worked first
                 else:
-                    choose = lambda rng: self._pick_names(self.links, rng)  # noqa: E731
+                    choose = lambda rng, a=has_affine: self._pick_names(self.links, rng, avoid_geometric=a)  # noqa: E731
                 case = self._new_case(seed_index, chain, choose)
                 self._pending[case.case_id] = (seed_index, case.links, depth + 1)
                 cases.append(case)

@@ -41,7 +41,7 @@ def test_unknown_names_refused():
 
 
 def test_deeptest_depth_first_and_reuses_winners():
-    s = DeepTestStrategy(3, NAMES, 0, tries=4, max_depth=2)
+    s = DeepTestStrategy(3, ["brightness", "contrast", "fog", "gamma", "rain"], 0, tries=4, max_depth=2)
     first = s.next_batch(4)
     assert [c.seed_index for c in first] == [0, 0, 0, 0]  # one node's 4 tries
     assert all(len(c.links) == 2 for c in first)
@@ -102,3 +102,13 @@ def test_state_round_trip_continues_identically(name):
     b = make_strategy(name, 4, NAMES, 1)
     b.restore(state)
     assert _ids(a.next_batch(12)) == _ids(b.next_batch(12))
+
+
+@pytest.mark.parametrize("name", ["random", "deeptest", "deephunter"])
+def test_at_most_one_affine_transform_per_chain(name):
+    s = make_strategy(name, 3, ["rotation", "translation", "scale", "hflip", "fog"], 5)
+    for _ in range(15):
+        cases = s.next_batch(20)
+        for c in cases:
+            assert sum(link.transform.kind == "geometric" for link in c.links) <= 1, c.name
+        s.feedback(cases, np.ones(len(cases)), np.zeros(len(cases), bool))
