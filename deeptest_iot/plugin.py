@@ -11,7 +11,7 @@ Settings (command line wins over the ini file; ini paths are relative to the ini
 ======================  =========================  ===============================================
 option                  ini key                    meaning
 ======================  =========================  ===============================================
-``--dt-model``          ``deeptest_model``         model file to test (the model card beside it)
+``--dt-model``          ``deeptest_model``         model file to test, or ``sample:NAME``
 ``--dt-seeds``          ``deeptest_seeds``         folder of seed frames (default: generated scenes)
 ``--dt-labels``         ``deeptest_labels``        steering labels CSV for the seed frames
 ``--dt-n-seeds``        ``deeptest_n_seeds``       generated scenes when no folder is given (32)
@@ -51,6 +51,8 @@ DEFAULT_COVERAGE = "nc:0.5,kmnc:10,nbc"
 #: How many of the worst broken inputs a failure message shows.
 WORST_SHOWN = 5
 MARKER = "model_test"
+#: ``--dt-model sample:dave2_steering`` tests a sample model shipped with deeptest-iot.
+SAMPLE_PREFIX = "sample:"
 
 TRUST_HELP = ("trust the model file: load Lambda layers, whose Python bytecode RUNS ARBITRARY CODE on "
               "this machine when the model is loaded. Only for model files you made or fully trust.")
@@ -64,7 +66,8 @@ class DeeptestBudgetWarning(UserWarning):
 
 _SETTINGS = [  # (option, ini key, ini type, default, help)
     ("--dt-model", "deeptest_model", "string", None,
-     "model file to test (.keras, .h5, .tflite, .onnx or SavedModel dir); its model card is the .toml beside it"),
+     "model file to test (.keras, .h5, .tflite, .onnx or SavedModel dir; its model card is the .toml beside "
+     "it), or sample:NAME for a shipped sample model (sample:dave2_steering)"),
     ("--dt-seeds", "deeptest_seeds", "string", None,
      "folder of seed frames (.png/.jpg); default: generated road scenes"),
     ("--dt-labels", "deeptest_labels", "string", None, "CSV of steering labels for the seed frames"),
@@ -93,7 +96,7 @@ def pytest_addoption(parser):
 class Settings:
     """The plugin's settings, resolved from the command line and the ini file."""
 
-    model: Path | None
+    model: Path | str | None  # a path, or "sample:NAME" for a shipped sample model
     seeds: Path | None
     labels: Path | None
     n_seeds: int
@@ -115,7 +118,11 @@ class Settings:
 
         def path(ini):
             v, base = value(ini)
-            return None if v in (None, "") else (base / os.path.expanduser(str(v))).resolve()
+            if v in (None, ""):
+                return None
+            if ini == "deeptest_model" and str(v).startswith(SAMPLE_PREFIX):
+                return str(v)
+            return (base / os.path.expanduser(str(v))).resolve()
 
         def integer(ini, low):
             v, _ = value(ini)
@@ -207,8 +214,13 @@ class SessionState:
                 return None
             from .cli_model import load_from_options
 
-            self.configured = load_from_options(str(s.model), trust_model=s.trust)
-            self.models[str(s.model)] = self.configured
+            model = s.model
+            if isinstance(model, str):  # sample:NAME
+                from . import sample_models
+
+                model = sample_models.path(model[len(SAMPLE_PREFIX):])
+            self.configured = load_from_options(str(model), trust_model=s.trust)
+            self.models[str(Path(model).resolve())] = self.configured
         return self.configured
 
     def resolve_model(self, model):
@@ -631,8 +643,10 @@ def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, in
         lines.append(f"              {folder / 'images' / (fid + '_trans.png')}")
     if len(bad) > WORST_SHOWN:
         lines.append(f"  ... and {len(bad) - WORST_SHOWN} more")
-    lines.append(f"all {len(bad)} finding(s) are in {folder / 'findings.jsonl'}; "
-                 f"see them with: deeptest-iot report {folder}")
+    ids_saved = sorted(saved.values())
+    span = f"f{ids_saved[0]:06d}" + (f"..f{ids_saved[-1]:06d}" if len(ids_saved) > 1 else "")
+    lines.append(f"this check's {len(bad)} finding(s) ({span}) are in {folder / 'findings.jsonl'}; "
+                 f"see every finding with: deeptest-iot report {folder}")
     return "\n".join(lines)
 
 

@@ -143,6 +143,13 @@ def test_model_that_cannot_load_errors_with_the_loader_message(pytester, tmp_pat
     result.stdout.fnmatch_lines(["*cannot load the model under test*not a .keras archive*"])
 
 
+def test_unknown_sample_model_names_the_known_ones(pytester):
+    pytester.makepyfile("def test_model(model_under_test): pass")
+    result = pytester.runpytest("--dt-model=sample:nope")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*unknown sample model 'nope'; known: dave2_steering*"])
+
+
 def test_seed_fixtures_from_a_folder_with_labels(pytester):
     import cv2
 
@@ -192,6 +199,7 @@ def test_failure_message_says_how_many_the_worst_and_where_the_images_are(pytest
             if word.endswith(".png"):
                 assert Path(word).is_file(), word
                 assert Path(word).parent == report / "images"
+    assert f"this check's 6 finding(s) (f000000..f000005) are in {report / 'findings.jsonl'}" in out
     assert f"deeptest-iot report {report}" in out
     # The traceback ends at the test's own line, not inside the plugin.
     assert "plugin.py" not in out
