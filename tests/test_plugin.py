@@ -329,6 +329,14 @@ def test_other_models_get_their_own_folder(pytester, models):
     assert json.loads((other / "summary.json").read_text())["inputs_tried"] == 2
 
 
+def test_the_documented_example_module_runs(pytester, models):
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "test_model_qa.py"
+    pytester.makepyfile(test_model_qa=example.read_text())
+    result = _run(pytester, f"--dt-model={models['steady']}", "--strict-markers")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["model steady (*): * input(s) checked by 3 test(s), 0 finding(s) (0.0%)"])
+
+
 # -- a project that does not use the plugin -------------------------------------------------------
 
 def test_quiet_in_a_project_that_does_not_use_it(pytester):
