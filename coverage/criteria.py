@@ -183,8 +183,9 @@ class TKNC(MaskCriterion):
 class KMNC(MaskCriterion):
     """k-multisection neuron coverage: [low, high] split into k equal sections; section
     i = floor((v - low) * k / (high - low)), a value equal to high in the last section (k - 1);
-    values outside [low, high] count for no section. Neurons with low == high have k
-    zero-width sections: a value equal to them counts in the last section (it equals high).
+    values outside [low, high] count for no section. Neurons with low == high (e.g. a ReLU
+    never active in training) have k zero-width sections: a value equal to them counts in the
+    last section (it equals high).
     Section indices are computed in the activations' precision (float32 for float32 inputs)."""
 
     def __init__(self, spec, layer_sizes, bounds):
@@ -206,13 +207,13 @@ class KMNC(MaskCriterion):
             low, high = prof.low[layer].astype(dtype), prof.high[layer].astype(dtype)
             width = high - low
             zero = width <= 0
-            # zero-width neuron: start one step below low and use an infinite scale, so the only
-            # in-range value (== high) lands past the end and is clipped into the last section
-            start = np.where(zero, np.nextafter(low, np.array(-np.inf, dtype=dtype)), low)
             with np.errstate(divide="ignore", over="ignore"):
-                scale = np.where(zero, np.inf, self.rows / np.where(zero, 1, width)).astype(dtype)
-            colbase = np.arange(low.size, dtype=np.int32) * np.int32(self.rows)
-            self._sections[key] = (start.astype(dtype), scale, colbase)
+                scale = np.where(zero, 0, self.rows / np.where(zero, 1, width)).astype(dtype)
+            # a zero-width neuron's only in-range value (== low == high) gives x = 0; its column
+            # base points at its last section, where a value equal to high belongs
+            colbase = (np.arange(low.size, dtype=np.int32) * np.int32(self.rows)
+                       + np.where(zero, self.rows - 1, 0).astype(np.int32))
+            self._sections[key] = (low, scale, colbase)
         return self._sections[key]
 
     def update(self, view: BatchView, gains: np.ndarray) -> None:
@@ -223,8 +224,9 @@ class KMNC(MaskCriterion):
             above, below = self.bounds.outside(view, name)
             with np.errstate(over="ignore", invalid="ignore"):
                 x = a - start
-                x *= scale
-                np.clip(x, 0, k - 1, out=x)
+                x *= scale  # out-of-range values may overflow to +-inf (or inf * 0 = NaN) ...
+                np.fmax(x, 0, out=x)  # ... fmax/fmin map NaN to the bound, so every key is a valid
+                np.fmin(x, k - 1, out=x)  # index; those cells are masked out below anyway
                 key = x.astype(np.int32)
             del x  # keep the peak memory of an update down
             key += colbase  # flat index neuron * k + section into the (n, k) cells

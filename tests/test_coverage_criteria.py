@@ -197,3 +197,14 @@ def test_conv_feature_maps_are_spatially_averaged():
 def test_empty_batch_returns_empty_gains():
     tr = CoverageTracker(["nc:0.5"], {"a": 2})
     assert tr.update({"a": np.zeros((0, 2))}).shape == (0,)
+
+
+def test_kmnc_extreme_float32_values_and_dead_neurons():
+    # n0 dead in training (low == high == 0, like a ReLU never active); n1 at the float32 edge
+    prof = Profile.from_batches([{"l": np.array([[0.0, 3e38], [0.0, 3e38]], dtype=np.float32)}], "fp")
+    tr = CoverageTracker(["kmnc:5", "nbc"], {"l": 2}, prof)
+    gains = tr.update({"l": np.array([[0.0, -3.4e38], [0.0, 3e38], [-1e-30, 3.4e38]], dtype=np.float32)})
+    assert tr.last_gains["kmnc:5"].tolist() == [1, 1, 0]
+    assert np.argwhere(tr.criteria["kmnc:5"].state["l"]).tolist() == [[4, 0], [4, 1]]
+    assert tr.last_gains["nbc"].tolist() == [1, 0, 2]
+    assert gains.tolist() == [2, 1, 2]
