@@ -208,7 +208,9 @@ class KMNC(MaskCriterion):
             width = high - low
             zero = width <= 0
             with np.errstate(divide="ignore", over="ignore"):
-                scale = np.where(zero, 0, self.rows / np.where(zero, 1, width)).astype(dtype)
+                scale = (self.rows / np.where(zero, 1, width)).astype(dtype)
+            zero |= ~np.isfinite(scale)  # a range too narrow for the precision: treated as zero-width
+            scale[zero] = 0
             # a zero-width neuron's only in-range value (== low == high) gives x = 0; its column
             # base points at its last section, where a value equal to high belongs
             colbase = (np.arange(low.size, dtype=np.int32) * np.int32(self.rows)
@@ -223,15 +225,14 @@ class KMNC(MaskCriterion):
             start, scale, colbase = self._section_params(name, a.dtype)
             above, below = self.bounds.outside(view, name)
             with np.errstate(over="ignore", invalid="ignore"):
-                x = a - start
-                x *= scale  # out-of-range values may overflow to +-inf (or inf * 0 = NaN) ...
-                np.fmax(x, 0, out=x)  # ... fmax/fmin map NaN to the bound, so every key is a valid
-                np.fmin(x, k - 1, out=x)  # index; those cells are masked out below anyway
+                x = a - start  # in range: finite, and x * scale in [0, k]; out of range: anything,
+                x *= scale  # even inf * 0 = NaN, giving a junk key that take(mode="clip") keeps
+                np.clip(x, 0, k - 1, out=x)  # in bounds and the above/below masks discard
                 key = x.astype(np.int32)
             del x  # keep the peak memory of an update down
             key += colbase  # flat index neuron * k + section into the (n, k) cells
             state = self._cells[name].reshape(-1)  # a view: the cells are C-contiguous
-            seen = np.take(state, key)
+            seen = np.take(state, key, mode="clip")
             seen |= above
             seen |= below  # values outside [low, high] hit no section
             if not seen.all():
