@@ -78,6 +78,7 @@ class Strategy:
     """Base: a case counter, a strategy Generator, and the pool of transform names to draw from."""
 
     name = "base"
+    uses_feedback = True  # False: the next batch does not depend on the last one's coverage
 
     def __init__(self, n_seeds: int, transform_names: Sequence[str], campaign_seed: int, **options):
         from .transforms import REGISTRY
@@ -149,6 +150,7 @@ class RandomStrategy(Strategy):
     """The baseline: a random seed and a chain of ``links`` random transforms (DeepTest's 2), no feedback."""
 
     name = "random"
+    uses_feedback = False
 
     def __init__(self, *args, links: int = 2, **kwargs):
         super().__init__(*args, **kwargs)
@@ -169,6 +171,7 @@ class SweepStrategy(Strategy):
     """
 
     name = "sweep"
+    uses_feedback = False
 
     def __init__(self, *args, presets: Sequence[str] = ("deeptest-sweep", "weather", "sensor"), **kwargs):
         super().__init__(*args, **kwargs)

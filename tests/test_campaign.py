@@ -236,3 +236,12 @@ def test_config_file_and_command_line(workdir, tmp_path):
     cfg.write_text("[run]\nbudgett = 3\n")
     with pytest.raises(ConfigError, match="budgett"):
         CampaignOptions.from_sources(str(cfg))
+
+
+def test_finished_campaign_resumes_with_a_larger_budget(workdir, tmp_path):
+    short, longer = tmp_path / "short", tmp_path / "long"
+    run_campaign(_opts(workdir, short, budget=32))
+    s = run_campaign(_opts(workdir, short, budget=64, resume=True)).summary
+    run_campaign(_opts(workdir, longer, budget=64))
+    assert s["inputs_tried"] == 64
+    assert (short / "findings.jsonl").read_bytes() == (longer / "findings.jsonl").read_bytes()
