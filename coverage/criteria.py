@@ -139,7 +139,11 @@ class NC(MaskCriterion):
         t = self.spec.param
         for name, a in view.arrays.items():
             lo, hi = view.rowmin[name], view.rowmax[name]
-            span = hi - lo
+            with np.errstate(over="ignore"):
+                span = hi - lo
+            if not np.isfinite(span).all():  # the range overflows float32: this layer in float64
+                a, lo = a.astype(np.float64), lo.astype(np.float64)
+                span = hi.astype(np.float64) - lo
             span[span == 0] = 1  # constant row: (v - min) is 0 everywhere, so v' = 0, as defined
             scaled = a - lo
             scaled /= span

@@ -208,3 +208,10 @@ def test_kmnc_extreme_float32_values_and_dead_neurons():
     assert np.argwhere(tr.criteria["kmnc:5"].state["l"]).tolist() == [[4, 0], [4, 1]]
     assert tr.last_gains["nbc"].tolist() == [1, 0, 2]
     assert gains.tolist() == [2, 1, 2]
+
+
+def test_nc_float32_range_overflow():
+    tr = CoverageTracker(["nc:0.5"], {"l": 3})
+    # max - min overflows float32: scaled values must still be [0, 1, 0.5]
+    assert tr.update({"l": np.array([[-3e38, 3e38, 0.0]], dtype=np.float32)}).tolist() == [1]
+    assert tr.criteria["nc:0.5"].state["l"][0].tolist() == [False, True, False]
