@@ -525,7 +525,7 @@ class Metamorphic:
         message = None
         if verdicts.failed.any():
             saved = {int(i): first_id + k for k, i in enumerate(verdicts.failures)}
-            message = failure_message(run.folder, mut, chain, verdicts, ids, saved)
+            message = failure_message(run.folder, mut, chain, verdicts, ids, saved, config)
         return InvariantResult(n, verdicts.relation, ref, out, verdicts.violation), message
 
 
@@ -618,7 +618,8 @@ def _rule(verdicts, oracle_config: dict | None, labelled: bool) -> str:
     return f"the {rel} relation"
 
 
-def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, int]) -> str:
+def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, int],
+                    relation_config: dict | None = None) -> str:
     """What a person needs to act on a broken relation: how many, the worst ones, where their images are."""
     n = len(verdicts)
     bad = verdicts.failures
@@ -628,7 +629,7 @@ def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, in
     labelled = any(verdicts.details[i].get("rule") == "label" for i in bad)
     lines = [f"{len(bad)} of {n} input(s) broke the {verdicts.relation} relation of model {mut.name!r} under "
              f"{chain.name} (severity {chain.severity:.2f}): {params}",
-             f"relation: {_rule(verdicts, None, labelled)}",
+             f"relation: {_rule(verdicts, relation_config, labelled)}",
              f"worst {min(len(bad), WORST_SHOWN)}:"]
     for i in order[:WORST_SHOWN]:
         d = verdicts.details[i]

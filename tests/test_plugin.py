@@ -8,7 +8,6 @@ deterministically) and ``steady`` always answers 0 (every relation holds).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +55,27 @@ def _save_model(path: Path, gain: float) -> Path:
     return path
 
 
+def _save_classifier(path: Path) -> Path:
+    """Two classes, "day" and "night": the logit margin is the mean brightness minus 0.3."""
+    import keras
+
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(inp)
+    out = keras.layers.Dense(2, activation="softmax", name="probs")(x)
+    model = keras.Model(inp, out, name=path.stem)
+    model.get_layer("probs").set_weights([np.array([[10, -10]] * 3, np.float32) / 3,
+                                          np.array([-3.0, 3.0], np.float32)])
+    model.save(path)
+    path.with_suffix(".toml").write_text('task = "classification"\ninput_size = [32, 32]\nclasses = ["day", "night"]\n')
+    return path
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     return {"bright": _save_model(folder / "bright.keras", 1.0),
-            "steady": _save_model(folder / "steady.keras", 0.0)}
+            "steady": _save_model(folder / "steady.keras", 0.0),
+            "daynight": _save_classifier(folder / "daynight.keras")}
 
 
 def _run(pytester, *args):
@@ -223,6 +238,23 @@ def test_invariant_holds_for_a_steady_model_and_returns_what_it_checked(pytester
     summary = json.loads((pytester.path / "qa" / "summary.json").read_text())
     assert summary["findings"] == 0 and summary["inputs_tried"] == 10
     assert summary["per_transform"]["rain+fog"]["tried"] == 8
+
+
+def test_classification_failures_show_classes_and_confidences(pytester, models):
+    pytester.makepyfile(test_cls='''
+        from deeptest_iot.transforms import get
+
+        def test_night(model_under_test, seed_images, metamorphic):
+            metamorphic.assert_invariant(model_under_test, seed_images[:3], get("night", severity=1.0),
+                                         max_confidence_drop=0.2)
+    ''')
+    result = _run(pytester, f"--dt-model={models['daynight']}", "--dt-report=qa", "--dt-coverage=none")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "3 of 3 input(s) broke the classification relation of model 'daynight' under night" in out
+    assert "the top-1 class must stay the same and its confidence must not drop by more than 0.2" in out
+    result.stdout.fnmatch_lines(["E         input *: before day (0.*) -> after night (0.*); violation * past the threshold 0"])
+    assert "coverage not tracked (deeptest_coverage = none)" in out
 
 
 def test_models_passed_directly_and_bad_arguments(pytester, models):

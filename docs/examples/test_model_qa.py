@@ -2,7 +2,7 @@
 
 Copy this file into your test suite and point the plugin at your model, on the command line::
 
-    pytest test_model_qa.py --dt-model sample:dave2_steering      # or --dt-model path/to/model.keras
+    pytest test_model_qa.py --dt-model=sample:dave2_steering      # or --dt-model=path/to/model.keras
 
 or once for all runs, in pytest.ini::
 
