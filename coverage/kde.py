@@ -17,8 +17,11 @@ _CHUNK_CELLS = 2_000_000  # test x train distances computed per chunk (bounds me
 
 
 def logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """log(sum(exp(x))) per row without overflow; -inf for rows that are all -inf."""
     m = x.max(axis=1, keepdims=True)
-    return (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
+    m[~np.isfinite(m)] = 0.0
+    with np.errstate(divide="ignore"):
+        return (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
 
 
 class GaussianKDE:

@@ -47,6 +47,12 @@ def _as_classes(classes, n: int, what: str) -> np.ndarray:
     return c
 
 
+def _overflow_is_inf(values: np.ndarray) -> np.ndarray:
+    """Traces so far out that float64 overflows (inf - inf) are maximally surprising: +inf, not NaN."""
+    values[np.isnan(values)] = np.inf
+    return values
+
+
 def _varying(x: np.ndarray, min_variance: float, what: str) -> np.ndarray:
     """Indices of neurons with variance >= min_variance in x (at least 2 traces needed)."""
     if x.shape[0] < 2:
@@ -111,8 +117,9 @@ class LSA(_PerClass):
         x, rows = self.test(test, classes)
         out = np.empty(x.shape[0])
         for cls, idx in rows.items():  # a loop over classes
-            out[idx] = -self.kdes[cls].logpdf(x[np.ix_(idx, self.kept[cls])])
-        return out
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[idx] = -self.kdes[cls].logpdf(x[np.ix_(idx, self.kept[cls])])
+        return _overflow_is_inf(out)
 
 
 class MDSA(_PerClass):
@@ -132,9 +139,10 @@ class MDSA(_PerClass):
         x, rows = self.test(test, classes)
         out = np.empty(x.shape[0])
         for cls, idx in rows.items():
-            z = self.whiteners[cls](x[np.ix_(idx, self.kept[cls])])
-            out[idx] = np.sqrt(np.einsum("ij,ij->i", z, z))
-        return out
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = self.whiteners[cls](x[np.ix_(idx, self.kept[cls])])
+                out[idx] = np.sqrt(np.einsum("ij,ij->i", z, z))
+        return _overflow_is_inf(out)
 
 
 def _nearest(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -168,8 +176,9 @@ class DSA(_PerClass):
         out = np.empty(x.shape[0])
         for cls, idx in rows.items():
             same, other, dist_b = self.groups[cls], self._others[cls], self._dist_b[cls]
-            xa = _nearest(x[idx], same)
-            dist_a = np.linalg.norm(x[idx] - same[xa], axis=1)  # exact distance to the chosen neighbour
+            with np.errstate(over="ignore", invalid="ignore"):
+                xa = _nearest(x[idx], same)
+                dist_a = np.linalg.norm(x[idx] - same[xa], axis=1)  # exact distance to the chosen neighbour
             todo = np.unique(xa[dist_b[xa] < 0])
             if todo.size:  # distance from x_a to its nearest other-class trace, once per x_a
                 xb = _nearest(same[todo], other)
@@ -177,7 +186,7 @@ class DSA(_PerClass):
             db = dist_b[xa]
             with np.errstate(divide="ignore", invalid="ignore"):
                 out[idx] = np.where(dist_a == 0, 0.0, dist_a / db)
-        return out
+        return _overflow_is_inf(out)
 
 
 def surprise_coverage(values, upper: float, n_buckets: int = 10, lower: float = 0.0) -> float:

@@ -110,3 +110,13 @@ def test_lsa_matches_the_multivariate_formula():
         dens = np.exp(-0.5 * np.einsum("ij,jk,ik->i", diffs, inv, diffs)) / math.sqrt((2 * math.pi) ** d * det)
         expected.append(-math.log(dens.mean()))
     assert LSA(train)(test).tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def test_far_out_inputs_are_infinitely_surprising_not_nan():
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((40, 3))
+    classes = np.repeat([0, 1], 20)
+    far = np.array([[1e200, -1e200, 1e200], [0.1, 0.2, 0.3]])
+    for values in (LSA(train)(far), MDSA(train)(far), DSA(train, classes)(far, classes=[0, 1])):
+        assert not np.isnan(values).any()
+        assert values[0] == np.inf and np.isfinite(values[1])
