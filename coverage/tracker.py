@@ -111,7 +111,8 @@ class CoverageTracker:
         if self.fingerprint != other.fingerprint:
             raise ConfigError(f"cannot merge trackers of different models (fingerprints {self.fingerprint!r} "
                               f"and {other.fingerprint!r})")
-        if self._profile_digest != other._profile_digest:
+        uses_profile = any(s.needs_profile for s in self.specs)
+        if uses_profile and self._profile_digest != other._profile_digest:
             raise ConfigError("cannot merge trackers built on different profiles: KMNC/NBC/SNAC items would "
                               "mean different value ranges")
 
