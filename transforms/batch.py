@@ -6,6 +6,7 @@ OpenCV call on a reshaped view, because per-image float pipelines are what make 
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import cv2
@@ -114,3 +115,83 @@ def gray(batch: np.ndarray) -> np.ndarray:
     """Luma (N, H, W) uint8 of an RGB batch (ITU-R BT.601 weights, as OpenCV uses)."""
     n, h, w, _ = batch.shape
     return cv2.cvtColor(batch.reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY).reshape(n, h, w)
+
+
+#: Mask level i of an 8-bit mask stands for the opacity i / 255.
+LEVELS = np.arange(256, dtype=np.float64) / 255.0
+
+
+def blend_mask(batch: np.ndarray, mask: np.ndarray, weight: np.ndarray, amount: np.ndarray, colour) -> np.ndarray:
+    """``batch * weight[mask] + amount[mask] * colour`` for an 8-bit (H, W) ``mask`` shared by the batch.
+
+    ``weight`` and ``amount`` are 256-entry tables (functions of the mask level, see ``LEVELS``) with
+    ``weight + amount <= 1`` (a convex blend toward ``colour``, RGB grey levels). The tables are turned
+    into 8.8 fixed point once, expanded to contiguous (H, W, 3) uint16 planes with OpenCV, and the
+    batch is blended in uint16 without broadcasting over the 3-channel axis (which is what makes
+    NumPy slow on small frames): exact to within one grey level of the float result.
+    """
+    n, h, w, c = batch.shape
+    w16 = np.rint(np.clip(weight, 0.0, 1.0) * 256.0)
+    a16 = np.minimum(np.rint(np.clip(amount, 0.0, 1.0) * 256.0), 256.0 - w16)  # no uint16 overflow
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    wt = cv2.cvtColor(cv2.LUT(mask, w16.astype(np.uint16)), cv2.COLOR_GRAY2RGB)
+    col = np.clip(np.rint(np.asarray(colour, np.float64)), 0, 255).astype(np.uint16)
+    if a16.any() and col.any():
+        am = cv2.cvtColor(cv2.LUT(mask, a16.astype(np.uint16)), cv2.COLOR_GRAY2RGB)
+        off = np.multiply(am.reshape(h, w * c), np.tile(col, w), dtype=np.uint16).reshape(h, w, c)
+        off += np.uint16(128)  # rounds the shift
+    else:
+        off = np.uint16(128)
+    out = np.empty_like(batch)
+    step = chunk_size(batch)
+    tmp = np.empty((min(step, n), h, w, c), np.uint16)
+    for i in range(0, n, step):
+        part = batch[i:i + step]
+        t = tmp[:len(part)]
+        np.multiply(part, wt, out=t, dtype=np.uint16)
+        t += off
+        t >>= 8
+        out[i:i + step] = t
+    return out
+
+
+def to_levels(mask: np.ndarray, scale: float = 255.0) -> np.ndarray:
+    """A float mask (opacity in [0, 1] at ``scale`` 255) as rounded, saturated 8-bit levels."""
+    return cv2.convertScaleAbs(np.asarray(mask, np.float32), alpha=float(scale))
+
+
+#: Blur (px) at which wide soft masks are computed, on a frame shrunk to make it so.
+SOFT_SIGMA = 1.5
+
+
+def soft_grid(h: int, w: int, sigma: float, feature: float) -> tuple[int, int]:
+    """The (rows, columns) to draw a mask on that ``soften`` will blur by ``sigma`` px at (h, w).
+
+    Wide blurs are smooth at the scale of ``sigma``, so their mask is drawn on a frame shrunk until
+    the blur is about ``SOFT_SIGMA`` px there, blurred and enlarged bilinearly: within a few levels of
+    the full-size blur at a small fraction of its cost. The frame shrinks no more than keeps
+    ``feature`` (the thinnest part of the drawn shape, px) 2 px wide: anti-aliased drawing would
+    thicken anything thinner. Draw a point (x, y) of the full frame at
+    ((x + 0.5) ws / w - 0.5, (y + 0.5) hs / h - 0.5) and scale lengths by ws / w and hs / h.
+    """
+    f = min(sigma / SOFT_SIGMA, feature / 2.0)
+    if f <= 2.0 or min(h, w) < 8:
+        return h, w
+    return max(2, int(round(h / f))), max(2, int(round(w / f)))
+
+
+def soften(canvas: np.ndarray, h: int, w: int, sigma: float) -> np.ndarray:
+    """Gaussian blur (``sigma`` px at the full size, reflected borders) of an 8-bit mask drawn on
+    ``soft_grid(h, w, sigma)``, as (h, w) 8-bit levels."""
+    hs, ws = canvas.shape
+    if (hs, ws) == (h, w):
+        if sigma < 0.3:
+            return canvas
+        return to_levels(cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), sigma), 1.0)
+    # Anti-aliased drawing (a 1 px box) and bilinear enlarging (a 1 px triangle) blur by variance
+    # about 1/4 px^2 on the small frame already: blur the rest.
+    sx, sy = ws / w, hs / h
+    sig_x = math.sqrt(max((sigma * sx) ** 2 - 0.25, 0.25))
+    sig_y = math.sqrt(max((sigma * sy) ** 2 - 0.25, 0.25))
+    small = cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), sig_x, sigmaY=sig_y)
+    return to_levels(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), 1.0)

@@ -7,27 +7,75 @@ alone with the same seed.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import cv2
 import numpy as np
 
-from .batch import add_signed, blend
+from .batch import LEVELS, add_signed, blend_mask, soft_grid, soften
 from .core import Param, TransformSpec, register
 
 
+#: Bits of fixed point in the noise tables.
+_NOISE_SHIFT = 7
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_levels() -> np.ndarray:
+    """The 256 quantiles (i + 1/2) / 256 of the standard normal, rescaled to variance exactly 1/2."""
+    u = (np.arange(256) + 0.5) / 256.0
+    z = np.sqrt(2.0) * np.array([_erfinv(2.0 * v - 1.0) for v in u])
+    return z / np.sqrt(2.0 * np.mean(z * z))
+
+
+def _erfinv(y: float) -> float:
+    """Inverse error function by Newton's method on math.erf (only used to build a 256-entry table)."""
+    x = 0.0
+    for _ in range(60):
+        x -= (math.erf(x) - y) / (2.0 / math.sqrt(math.pi) * math.exp(-x * x))
+    return x
+
+
 def _gaussian_noise(batch, p, rng):
+    """Each noise value is the sum of two independent draws from a 256-level quantile table of a normal
+    with variance sigma^2 / 2: a normal with variance sigma^2 (tails cut at 4 sigma), drawn from
+    random bytes and two ``cv2.LUT`` calls instead of float samples."""
     h, w = batch.shape[1:3]
-    noise = np.rint(rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(p["sigma"]))
-    return add_signed(batch, np.clip(noise, -255, 255).astype(np.int16))
+    one = 1 << _NOISE_SHIFT
+    table = np.rint(_normal_levels() * (p["sigma"] * one)).astype(np.int16)  # |value| < 2**14
+    table += np.int16(one // 4)  # the two halves sum to +one/2: rounds the shift
+    bits = np.frombuffer(rng.bytes(2 * h * w * 3), np.uint8).reshape(2 * h, w * 3)
+    noise = cv2.add(cv2.LUT(bits[:h], table), cv2.LUT(bits[h:], table), dtype=cv2.CV_16S)
+    noise >>= _NOISE_SHIFT
+    return add_signed(batch, noise.reshape(h, w, 3))
+
+
+def _uniform16(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """(h, w) uniform uint16 draws from random bytes: thresholds at k / 65536 are probabilities."""
+    return np.frombuffer(rng.bytes(2 * h * w), np.uint16).reshape(h, w)
+
+
+def _threshold(p: float) -> int:
+    return int(round(p * 65536))
+
+
+def _apply_masks(batch: np.ndarray, keep: np.ndarray, paint: np.ndarray) -> np.ndarray:
+    """``(batch & keep) | paint`` with (h, w, 3) uint8 masks shared by the batch."""
+    out = np.bitwise_and(batch, keep)
+    out |= paint
+    return out
 
 
 def _salt_pepper(batch, p, rng):
     h, w = batch.shape[1:3]
-    u = rng.random((h, w))
+    u = _uniform16(rng, h, w)
     amount = p["amount"]
-    out = batch.copy()
-    out[:, u < amount / 2] = 0
-    out[:, (u >= amount / 2) & (u < amount)] = 255
-    return out
+    hit = u < _threshold(amount)
+    salt = hit & (u >= _threshold(amount / 2))  # the lower half of the hits is pepper (black)
+    keep = hit.view(np.uint8) - np.uint8(1)  # 0 where hit, 255 elsewhere
+    salt = np.negative(salt.view(np.uint8))  # 255 where salt
+    return _apply_masks(batch, cv2.cvtColor(keep, cv2.COLOR_GRAY2RGB), cv2.cvtColor(salt, cv2.COLOR_GRAY2RGB))
 
 
 #: Colours a stuck pixel shows: one saturated primary, or white (a "hot" pixel).
@@ -36,14 +84,13 @@ STUCK_COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]
 
 def _dead_pixels(batch, p, rng):
     h, w = batch.shape[1:3]
-    faulty = rng.random((h, w)) < p["fraction"]
-    stuck = faulty & (rng.random((h, w)) < p["stuck_share"])
-    dead = faulty & ~stuck
-    out = batch.copy()
-    out[:, dead] = 0
-    colors = STUCK_COLORS[rng.integers(0, len(STUCK_COLORS), int(stuck.sum()))]
-    out[:, stuck] = colors
-    return out
+    faulty = np.flatnonzero(_uniform16(rng, h, w) < _threshold(p["fraction"]))
+    stuck = faulty[rng.random(len(faulty)) < p["stuck_share"]]
+    keep = np.full(h * w, 255, np.uint8)
+    keep[faulty] = 0  # dead: black; stuck: painted
+    paint = np.zeros((h * w, 3), np.uint8)
+    paint[stuck] = STUCK_COLORS[rng.integers(0, len(STUCK_COLORS), len(stuck))]
+    return _apply_masks(batch, cv2.cvtColor(keep.reshape(h, w), cv2.COLOR_GRAY2RGB), paint.reshape(h, w, 3))
 
 
 def _jpeg(batch, p, rng):
@@ -62,31 +109,36 @@ def _jpeg(batch, p, rng):
 DIRT_COLOR = np.array([70.0, 62.0, 52.0], np.float32)
 
 
-def dirt_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Dirt opacity (h, w) in [0, 1]: overlapping soft ellipses covering about ``coverage`` of the frame."""
-    mask = np.zeros((h, w), np.uint8)
+def dirt_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Dirt opacity as 8-bit levels (h, w): overlapping soft ellipses covering about ``coverage`` of the frame."""
     target = p["coverage"] * h * w
+    sigma = 0.1 * math.sqrt(max(target, 1.0))
+    hs, ws = soft_grid(h, w, sigma, 2.0 * math.sqrt(target / (24 * math.pi)))  # smallest ellipse's minor axis
+    sx, sy = ws / w, hs / h
+    mask = np.zeros((hs, ws), np.uint8)
     cx, cy = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
     for _ in range(6):
         area = target / 3.0 * rng.uniform(0.5, 1.5)
         ratio = rng.uniform(0.5, 2.0)
-        ax = np.sqrt(area / np.pi * ratio) * 16
-        ay = np.sqrt(area / np.pi / ratio) * 16
-        dx, dy = rng.normal(0.0, 0.35, 2) * np.sqrt(target)
-        centre = (int(round((cx + dx) * 16)), int(round((cy + dy) * 16)))
-        cv2.ellipse(mask, centre, (int(round(ax)), int(round(ay))), float(rng.uniform(0, 180)),
-                    0.0, 360.0, 255, -1, cv2.LINE_AA, 4)
-    m = mask.astype(np.float32) / 255.0
-    sigma = 0.1 * np.sqrt(max(target, 1.0))
-    if sigma >= 0.3:
-        m = cv2.GaussianBlur(m, (0, 0), sigma)
-    return m
+        ax = math.sqrt(area / math.pi * ratio) * 16
+        ay = math.sqrt(area / math.pi / ratio) * 16
+        dx, dy = rng.normal(0.0, 0.35, 2) * math.sqrt(target)
+        centre = (int(round(((cx + dx + 0.5) * sx - 0.5) * 16)), int(round(((cy + dy + 0.5) * sy - 0.5) * 16)))
+        cv2.ellipse(mask, centre, (max(0, int(round(ax * sx - 8 * (1 - sx)))), max(0, int(round(ay * sy - 8 * (1 - sy))))), float(rng.uniform(0, 180)),
+                    0.0, 360.0, 255, -1, cv2.LINE_AA, 4)  # axes less the extra half pixel cv2 fills (see shadow)
+    return soften(mask, h, w, sigma)
+
+
+def dirt_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Dirt opacity (h, w) in [0, 1] (``dirt_levels`` / 255)."""
+    return dirt_levels(h, w, p, rng).astype(np.float32) / np.float32(255)
 
 
 def _lens_dirt(batch, p, rng):
     h, w = batch.shape[1:3]
-    m = dirt_mask(h, w, p, rng)[:, :, None] * p["opacity"]
-    return blend(batch, 1.0 - m, m * DIRT_COLOR)
+    m = dirt_levels(h, w, p, rng)
+    a = p["opacity"] * LEVELS
+    return blend_mask(batch, m, 1.0 - a, a, DIRT_COLOR)
 
 
 register(TransformSpec(

@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from .batch import blend, per_image
+from .batch import LEVELS, blend, blend_mask, per_image, soft_grid, soften, to_levels
 from .core import Param, TransformSpec, register
 
 #: Depth scale of the fog model: the row ``FOG_NEAR`` of the way from the horizon down is at depth 1/2.
@@ -50,12 +50,16 @@ RAIN_COLOR = np.array([200.0, 205.0, 215.0], np.float32)
 RAIN_OPACITY = (0.3, 0.45, 0.6)
 
 
-def rain_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Streak opacity (h, w) in [0, 1]: slanted anti-aliased segments, three depth layers."""
+def rain_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Streak opacity as 8-bit levels (h, w): slanted anti-aliased segments, three depth layers.
+
+    All layers go on one canvas, far to near, each in one ``cv2.polylines`` call at its opacity:
+    a near streak covers the far ones it crosses.
+    """
     count = int(round(p["density"] * h * w / 120.0))
-    mask = np.zeros((h, w), np.float32)
+    canvas = np.zeros((h, w), np.uint8)
     if count == 0:
-        return mask
+        return canvas
     length = max(1.0, p["length"] * h)
     a = math.radians(p["angle"])
     ddx, ddy = length * math.sin(a), length * math.cos(a)
@@ -67,32 +71,46 @@ def rain_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
     pts = np.stack([x0, y0, x0 + ddx * shrink, y0 + ddy * shrink], axis=1)
     thick = max(1, int(round(min(h, w) / 240)))
     shift = 4  # sub-pixel precision of cv2.line
-    pts = np.rint(pts * (1 << shift)).astype(np.int32)
+    pts = np.rint(pts * (1 << shift)).astype(np.int32).reshape(count, 2, 2)
     for k, opacity in enumerate(RAIN_OPACITY):
-        canvas = np.zeros((h, w), np.uint8)
-        lines = [s.reshape(2, 1, 2) for s in pts[layer == k]]
-        if lines:
-            cv2.polylines(canvas, lines, False, 255, thick, cv2.LINE_AA, shift)
-        np.maximum(mask, canvas.astype(np.float32) * (opacity / 255.0), out=mask)
-    return mask
+        lines = pts[layer == k]
+        if len(lines):
+            cv2.polylines(canvas, lines, False, int(round(255 * opacity)), thick, cv2.LINE_AA, shift)
+    return canvas
+
+
+def rain_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Streak opacity (h, w) in [0, 1] (``rain_levels`` / 255)."""
+    return rain_levels(h, w, p, rng).astype(np.float32) / np.float32(255)
 
 
 def _rain(batch, p, rng):
     n, h, w, _ = batch.shape
-    m = rain_mask(h, w, p, rng)[:, :, None]
+    m = rain_levels(h, w, p, rng)
     wet = p["wetness"]
     k = 1 + 2 * int(round(wet * min(h, w) / 120.0))
     if k > 1:  # wet lens: water film blurs the frame
         batch = per_image(batch, lambda im: cv2.blur(im, (k, k)))
     dim = 1.0 - 0.3 * wet  # and dims it
-    return blend(batch, dim * (1.0 - m), m * RAIN_COLOR)
+    return blend_mask(batch, m, dim * (1.0 - LEVELS), LEVELS, RAIN_COLOR)
 
 
 SNOW_COLOR = np.array([245.0, 247.0, 250.0], np.float32)
+#: Blur (px) of a flake layer on the shrunk canvas it is drawn on.
+SNOW_SIGMA = 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def _disc(r: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
 def snow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Flake opacity (h, w) in [0, 1]: many small far flakes and fewer large near ones, soft-edged."""
+    """Flake opacity (h, w) in [0, 1]: many small far flakes and fewer large near ones, soft-edged.
+
+    Each layer is discs of its radius blurred by half the radius. Large flakes are drawn on a
+    canvas shrunk so that their blur is ``SNOW_SIGMA`` px there, then enlarged bilinearly.
+    """
     mask = np.zeros((h, w), np.float32)
     count = int(round(p["density"] * h * w / 150.0))
     r_near = p["flake_size"] * h
@@ -100,29 +118,39 @@ def snow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
         k = int(round(count * share))
         if k == 0:
             continue
-        canvas = np.zeros((h, w), np.float32)
-        canvas[rng.integers(0, h, k), rng.integers(0, w, k)] = 1.0
-        r = int(round(radius))
+        ys, xs = rng.integers(0, h, k), rng.integers(0, w, k)
+        sigma = max(0.5, radius / 2.0)
+        f = sigma / SNOW_SIGMA
+        if f > 1.2 and min(h, w) >= 8:
+            hs, ws = max(2, int(round(h / f))), max(2, int(round(w / f)))
+            ys = np.minimum(((ys + 0.5) * (hs / h)).astype(np.intp), hs - 1)
+            xs = np.minimum(((xs + 0.5) * (ws / w)).astype(np.intp), ws - 1)
+            scale = 0.5 * (hs / h + ws / w)
+        else:
+            hs, ws, scale = h, w, 1.0
+        canvas = np.zeros((hs, ws), np.uint8)
+        canvas[ys, xs] = 255
+        r = int(round(radius * scale))
         if r >= 1:
-            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-            canvas = cv2.dilate(canvas, disc)
-        canvas = cv2.GaussianBlur(canvas, (0, 0), max(0.5, radius / 2.0))
-        canvas /= max(float(canvas.max()), 1e-6)
-        np.maximum(mask, canvas * opacity, out=mask)
+            canvas = cv2.dilate(canvas, _disc(r))
+        canvas = cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), sigma * ws / w, sigmaY=sigma * hs / h)
+        peak = float(canvas.max())
+        if (hs, ws) != (h, w):
+            canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
+        canvas *= np.float32(opacity / max(peak, 1e-6))
+        np.maximum(mask, canvas, out=mask)
     return mask
 
 
 def _snow(batch, p, rng):
     h, w = batch.shape[1:3]
-    m = snow_mask(h, w, p, rng)[:, :, None]
+    m = to_levels(snow_mask(h, w, p, rng))
     haze = 0.3 * p["density"]  # falling snow veils the scene with white
-    weight = (1.0 - haze) * (1.0 - m)
-    offset = (haze * (1.0 - m) + m) * SNOW_COLOR
-    return blend(batch, weight, offset)
+    return blend_mask(batch, m, (1.0 - haze) * (1.0 - LEVELS), haze * (1.0 - LEVELS) + LEVELS, SNOW_COLOR)
 
 
-def shadow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Shadow opacity (h, w) in [0, 1]: a slanted band across the lower part of the frame (the
+def shadow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Shadow opacity as 8-bit levels (h, w): a slanted band across the lower part of the frame (the
     shadow of a tree, a building or a bridge on the road), over a random span, with a soft penumbra."""
     top_l, top_r = rng.uniform(0.5, 0.85, 2) * h
     thick_l, thick_r = rng.uniform(0.08, 0.3, 2) * h
@@ -130,19 +158,27 @@ def shadow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray
     x0 = rng.uniform(-0.1 * w, w - span + 0.1 * w)
     x1 = x0 + span
     quad = np.array([[x0, top_l], [x1, top_r], [x1, top_r + thick_r], [x0, top_l + thick_l]])
-    canvas = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(canvas, [np.rint(quad * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
-    mask = canvas.astype(np.float32) / 255.0
     sigma = p["softness"] * w
-    if sigma >= 0.3:
-        mask = cv2.GaussianBlur(mask, (0, 0), sigma)
-    return mask
+    hs, ws = soft_grid(h, w, sigma, min(thick_l, thick_r, span))
+    sx, sy = ws / w, hs / h
+    quad = (quad + 0.5) * (sx, sy) - 0.5
+    # cv2 fills the pixels whose centres lie on the outline too (half a pixel more on every side);
+    # on a shrunk canvas pull the outline in so that the extra half pixel is half a full-size one.
+    quad += np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * (0.5 * (1 - sx), 0.5 * (1 - sy))
+    canvas = np.zeros((hs, ws), np.uint8)
+    cv2.fillPoly(canvas, [np.rint(quad * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    return soften(canvas, h, w, sigma)
+
+
+def shadow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Shadow opacity (h, w) in [0, 1] (``shadow_levels`` / 255)."""
+    return shadow_levels(h, w, p, rng).astype(np.float32) / np.float32(255)
 
 
 def _shadow(batch, p, rng):
     h, w = batch.shape[1:3]
-    m = shadow_mask(h, w, p, rng)[:, :, None]
-    return blend(batch, 1.0 - 0.75 * p["strength"] * m, 0.0)
+    m = shadow_levels(h, w, p, rng)
+    return blend_mask(batch, m, 1.0 - 0.75 * p["strength"] * LEVELS, np.zeros(256), (0, 0, 0))
 
 
 GLARE_COLOR = np.array([255.0, 248.0, 230.0], np.float32)
@@ -150,33 +186,43 @@ GLARE_COLOR = np.array([255.0, 248.0, 230.0], np.float32)
 
 def glare_mask(h: int, w: int, p: dict) -> np.ndarray:
     """Glare opacity (h, w): a bright core around the sun, a veil over the frame, two lens ghosts."""
-    return _glare_mask(h, w, p["intensity"], p["x"], p["y"], p["radius"])
+    return _glare_levels(h, w, p["intensity"], p["x"], p["y"], p["radius"]).astype(np.float32) / np.float32(255)
 
 
 @functools.lru_cache(maxsize=32)
-def _glare_mask(h: int, w: int, intensity: float, x: float, y: float, radius: float) -> np.ndarray:
-    p = {"intensity": intensity, "x": x, "y": y, "radius": radius}
+def _glare_levels(h: int, w: int, intensity: float, x: float, y: float, radius: float) -> np.ndarray:
+    """The glare mask as 8-bit levels. Every term is a Gaussian of the distance to a point, so it is
+    the outer product of a column and a row profile; the ghosts are computed in their boxes only."""
     diag = math.hypot(h, w)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    ys, xs = (ys + 0.5) / h, (xs + 0.5) / w
+    ys = ((np.arange(h, dtype=np.float32) + 0.5) / h) * np.float32(h / diag)  # in frame diagonals
+    xs = ((np.arange(w, dtype=np.float32) + 0.5) / w) * np.float32(w / diag)
 
-    def dist2(cx, cy):  # squared distance to (cx, cy), in frame diagonals
-        return ((xs - cx) * (w / diag)) ** 2 + ((ys - cy) * (h / diag)) ** 2
+    def profiles(cx, cy, s2):  # exp(-d^2 / s2) = ey[:, None] * ex[None, :]
+        return (np.exp(-np.square(ys - np.float32(cy * h / diag)) / np.float32(s2)),
+                np.exp(-np.square(xs - np.float32(cx * w / diag)) / np.float32(s2)))
 
-    sx, sy, rad = p["x"], p["y"], p["radius"]
-    g = np.exp(-dist2(sx, sy) / (rad * rad / 4.0)) + 0.15
+    sx, sy, rad = x, y, radius
+    ey, ex = profiles(sx, sy, rad * rad / 4.0)
+    g = np.multiply(ey[:, None], ex[None, :])
+    g += np.float32(0.15)
+    e1 = np.float32(math.exp(-1.0))
     for t, size, strength in ((0.7, 0.12, 0.25), (1.35, 0.06, 0.3)):  # ghosts on the line to the centre
-        gr2 = dist2(sx + t * (0.5 - sx) * 2, sy + t * (0.5 - sy) * 2) / (size * rad) ** 2
-        g += strength * (gr2 < 1.0) * np.exp(-gr2)
-    m = np.clip(p["intensity"] * g, 0.0, 1.0)
+        ey, ex = profiles(sx + t * (0.5 - sx) * 2, sy + t * (0.5 - sy) * 2, (size * rad) ** 2)
+        rows, cols = np.flatnonzero(ey > e1), np.flatnonzero(ex > e1)  # the disc's bounding box
+        if len(rows) and len(cols):
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            e = np.multiply(ey[r0:r1, None], ex[None, c0:c1])
+            e *= e > e1  # inside the ghost's disc: distance < size * radius
+            g[r0:r1, c0:c1] += np.float32(strength) * e
+    m = to_levels(g, 255.0 * intensity)
     m.setflags(write=False)  # cached: shared by every call with the same value and size
     return m
 
 
 def _glare(batch, p, rng):
     h, w = batch.shape[1:3]
-    g = glare_mask(h, w, p)[:, :, None]
-    return blend(batch, 1.0 - g, g * GLARE_COLOR)
+    m = _glare_levels(h, w, p["intensity"], p["x"], p["y"], p["radius"])
+    return blend_mask(batch, m, 1.0 - LEVELS, LEVELS, GLARE_COLOR)
 
 
 register(TransformSpec(
