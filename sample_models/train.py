@@ -1,0 +1,424 @@
+"""Train the shipped sample models from scratch, reproducibly, on generated scenes.
+
+One function per model; each generates its data with ``deeptest_iot.scenes``, trains with fixed
+seeds and deterministic TensorFlow ops, measures its quality on a held-out set drawn from a
+different scene seed, and writes ``<name>.keras``, the model card ``<name>.toml`` and
+``<name>.json`` (measured quality, how it was measured, training time) into ``out``.
+
+    python -m deeptest_iot.sample_models.train dave2_steering [--out DIR]
+    deeptest-iot samples train dave2_steering [--out DIR]
+
+Each model trains in well under 15 minutes on 2 CPU cores. Scene seeds: training data uses seed
+``TRAIN_SEED``, early stopping / validation ``VAL_SEED``, the reported quality ``TEST_SEED``
+(tests use yet another seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from deeptest_iot import scenes  # noqa: E402
+from deeptest_iot.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+TRAIN_SEED, VAL_SEED, TEST_SEED = 1000, 2000, 3000
+FRAME_HW = (160, 320)
+
+# Model cards (docs/interfaces.md). The training code feeds the networks exactly what
+# deeptest_iot.model feeds them: crop by the card's fractions, bilinear resize, pixel*scale+offset.
+CARDS = {
+    "dave2_steering": {
+        "task": "steering", "input_size": [66, 200], "color": "rgb", "crop": [0.3, 0.0, 0.0, 0.0],
+        "scale": 1.0, "offset": 0.0, "output": 0, "units": "radians",
+    },
+    "sign_classifier": {
+        "task": "classification", "input_size": [32, 32], "color": "rgb", "crop": [0.0, 0.0, 0.0, 0.0],
+        "scale": 1.0, "offset": 0.0, "output": 0, "classes": list(scenes.SIGN_CLASSES),
+    },
+    "tiny_detector": {
+        "task": "detection", "input_size": [128, 256], "color": "rgb", "crop": [0.0, 0.0, 0.0, 0.0],
+        "scale": 1.0, "offset": 0.0, "output": 0, "classes": ["car", "pedestrian", "sign"],
+        "decoder": "grid", "score_threshold": 0.3,
+    },
+}
+TASKS = {name: card["task"] for name, card in CARDS.items()}
+DETECTOR_CLASS_OF_SCENE_CLASS = np.array([0, 1] + [2] * len(scenes.SIGN_CLASSES))
+"""Scene class index -> tiny_detector class index (every sign class is "sign")."""
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def setup_determinism(seed: int = 0) -> None:
+    """Fixed seeds and deterministic ops, so a retrain gives the same weights on the same machine."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def preprocess(frames: np.ndarray, card: dict, batch: int = 512) -> np.ndarray:
+    """Network input the way deeptest_iot.model builds it: crop fractions (rounded to the nearest
+    pixel), TF bilinear resize, then ``pixel * scale + offset``; float32."""
+    import tensorflow as tf
+
+    h, w = frames.shape[1:3]
+    top, bottom, left, right = card["crop"]
+    y0, y1 = int(np.floor(top * h + 0.5)), h - int(np.floor(bottom * h + 0.5))
+    x0, x1 = int(np.floor(left * w + 0.5)), w - int(np.floor(right * w + 0.5))
+    out = []
+    for i in range(0, len(frames), batch):
+        x = tf.cast(frames[i:i + batch, y0:y1, x0:x1], tf.float32)
+        x = tf.image.resize(x, card["input_size"], method="bilinear")
+        out.append((x * card["scale"] + card["offset"]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, *card["input_size"], 3), np.float32)
+
+
+def _scene_frames(n: int, seed: int):
+    return scenes.generate(n, seed=seed, height=FRAME_HW[0], width=FRAME_HW[1])
+
+
+def _save(model, name: str, out: Path, quality: dict, seconds: float, notes: str) -> Path:
+    """Save an uncompiled copy (no custom loss to deserialise), the card and the quality record."""
+    import keras
+    import tensorflow as tf
+
+    out.mkdir(parents=True, exist_ok=True)
+    clean = keras.Model.from_config(model.get_config())  # same graph, not compiled
+    clean.set_weights(model.get_weights())
+    path = out / f"{name}.keras"
+    tmp = out / f".{name}.tmp.keras"
+    clean.save(tmp)
+    os.replace(tmp, path)
+    card = dict(CARDS[name])
+    atomic_write_text(out / f"{name}.toml", _toml(card, name, quality))
+    record = {
+        "name": name, "task": card["task"], "quality": quality, "how": notes,
+        "train_seconds": round(seconds, 1), "cpu_seconds": round(time.process_time(), 1),
+        "params": int(model.count_params()),
+        "file_bytes": path.stat().st_size,
+        "environment": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                        "python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+    atomic_write_json(out / f"{name}.json", record)
+    return path
+
+
+def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256) -> Path | None:
+    """Profile of the saved model's training activations (``NAME.profile.npz``), made through
+    ``deeptest_iot.model.load_model`` and ``deeptest_iot.coverage.Profile`` so that it carries the
+    fingerprint and layers those give. ``frames`` are raw uint8 RGB training frames."""
+    from deeptest_iot.coverage import Profile
+    from deeptest_iot.model import load_model
+
+    out = Path(out)
+    mut = load_model(out / f"{name}.keras")
+
+    def batches():
+        for i in range(0, len(frames), batch):
+            yield mut.run(frames[i:i + batch]).activations
+
+    prof = Profile.from_batches(batches(), fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    path = out / f"{name}.profile.npz"
+    prof.save(path)
+    rec_path = out / f"{name}.json"
+    rec = json.loads(rec_path.read_text())
+    rec["profile"] = {"file": path.name, "frames": int(len(frames)), "neurons": int(mut.neurons),
+                      "layers": list(mut.layer_sizes),
+                      "how": f"activations of the first {len(frames)} training frames (scene seed "
+                             f"{TRAIN_SEED}) through deeptest_iot.model.load_model(...).run"}
+    atomic_write_json(rec_path, rec)
+    return path
+
+
+PROFILE_FRAMES = 2000
+
+
+def profile_frames(name: str, n: int = PROFILE_FRAMES) -> np.ndarray:
+    """The training frames a model's profile is made from (the first ``n`` of its training data)."""
+    if name == "sign_classifier":
+        return scenes.sign_crops(n, seed=TRAIN_SEED)[0]
+    return _scene_frames(n, TRAIN_SEED).images
+
+
+def _toml(card: dict, name: str, quality: dict) -> str:
+    from deeptest_iot.sample_models import quality_summary
+
+    lines = [f"# Model card of the shipped sample model {name} (see docs/interfaces.md).",
+             f"# Measured: {quality_summary({'quality': quality})}; how it was measured: {name}.json"]
+    for k, v in card.items():
+        lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def fit(model, x: np.ndarray, y: np.ndarray, epochs: int, batch: int, seed: int, val=None,
+        verbose: int = 2, label: str = "") -> None:
+    """Mini-batch training from uint8 (or float) arrays without copying them to float32 whole:
+    each batch is converted as it is used, in an order drawn from ``seed`` (deterministic)."""
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    for e in range(epochs):
+        order = rng.permutation(len(x))
+        losses = []
+        for i in range(0, len(order), batch):
+            idx = np.sort(order[i:i + batch])
+            out = model.train_on_batch(x[idx].astype(np.float32), y[idx], return_dict=True)
+            losses.append(out["loss"])
+        if verbose:
+            msg = f"{label} epoch {e + 1}/{epochs} {time.perf_counter() - t0:.0f}s loss {np.mean(losses):.4g}"
+            if val is not None:
+                res = model.evaluate(val[0].astype(np.float32), val[1], batch_size=256, verbose=0, return_dict=True)
+                msg += " val " + " ".join(f"{k} {v:.4g}" for k, v in res.items())
+            print(msg, flush=True)
+
+
+def _threads() -> None:
+    import tensorflow as tf
+
+    n = int(os.environ.get("DEEPTEST_TRAIN_THREADS", "2"))
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# dave2_steering
+
+
+def build_dave2():
+    """NVIDIA Dave-2 (Bojarski et al. 2016): 5 conv + 4 dense layers on 66x200 input. The
+    normalisation is a Rescaling layer (the original's Lambda is refused by safe loading); a final
+    Rescaling maps the unit-scale output to radians (labels have a std of about 0.04 rad)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((66, 200, 3), name="frame")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inp)
+    for i, (f, k, s) in enumerate([(24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)]):
+        x = layers.Conv2D(f, k, strides=s, activation="elu", name=f"conv{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i, u in enumerate([100, 50, 10]):
+        x = layers.Dense(u, activation="elu", name=f"fc{i + 1}")(x)
+    x = layers.Dense(1, name="steer")(x)
+    out = layers.Rescaling(0.05, name="radians")(x)
+    return keras.Model(inp, out, name="dave2_steering")
+
+
+def train_dave2_steering(out: Path = HERE, n_train: int = 14000, epochs: int = 14, verbose: int = 2) -> dict:
+    import keras
+
+    _threads()
+    setup_determinism(0)
+    t0 = time.perf_counter()
+    card = CARDS["dave2_steering"]
+    data = {}
+    for split, n, seed in (("train", n_train, TRAIN_SEED), ("val", 1500, VAL_SEED), ("test", 2000, TEST_SEED)):
+        b = _scene_frames(n, seed)
+        data[split] = (np.round(preprocess(b.images, card)).astype(np.uint8), b.steering.astype(np.float32))
+    model = build_dave2()
+    steps = epochs * int(np.ceil(n_train / 64))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps, alpha=0.02)),
+                  loss="mse")
+    fit(model, *data["train"], epochs=epochs, batch=64, seed=1, val=data["val"], verbose=verbose, label="dave2")
+    xte, yte = data["test"]
+    pred = np.concatenate([model.predict_on_batch(xte[i:i + 256].astype(np.float32))[:, 0]
+                           for i in range(0, len(xte), 256)])
+    mse = float(np.mean((pred - yte) ** 2))
+    var = float(np.var(yte))
+    quality = {"heldout_mse": mse, "label_variance": var, "mse_over_variance": mse / var,
+               "heldout_frames": len(yte)}
+    notes = (f"held-out MSE in rad^2 on {len(yte)} generated 160x320 scenes (deeptest_iot.scenes.generate, "
+             f"seed {TEST_SEED}), preprocessed by the model card; bar: MSE <= 10% of the label variance. "
+             f"Trained on {n_train} scenes (seed {TRAIN_SEED}), {epochs} epochs, Adam with cosine decay.")
+    _save(model, "dave2_steering", Path(out), quality, time.perf_counter() - t0, notes)
+    return quality
+
+
+# ---------------------------------------------------------------------------------------------
+# sign_classifier
+
+
+def build_sign_classifier(n_classes: int = len(scenes.SIGN_CLASSES)):
+    """A small CNN on 32x32 sign crops: 3 conv blocks, global pooling, softmax."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((32, 32, 3), name="crop")
+    x = layers.Rescaling(1 / 255.0, name="normalise")(inp)
+    for i, f in enumerate([16, 32, 64]):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}a")(x)
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}b")(x)
+        x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(64, activation="relu", name="fc1")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="sign_classifier")
+
+
+def train_sign_classifier(out: Path = HERE, n_train: int = 12000, epochs: int = 10, verbose: int = 2) -> dict:
+    import keras
+
+    _threads()
+    setup_determinism(0)
+    t0 = time.perf_counter()
+    card = CARDS["sign_classifier"]
+    xtr, ytr = scenes.sign_crops(n_train, seed=TRAIN_SEED)
+    xva, yva = scenes.sign_crops(1200, seed=VAL_SEED)
+    xte, yte = scenes.sign_crops(3000, seed=TEST_SEED)
+    model = build_sign_classifier()
+    steps = epochs * int(np.ceil(n_train / 64))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit(model, preprocess(xtr, card), ytr, epochs=epochs, batch=64, seed=1, val=(preprocess(xva, card), yva),
+        verbose=verbose, label="signs")
+    pred = model.predict_on_batch(preprocess(xte, card)).argmax(1)
+    acc = float(np.mean(pred == yte))
+    per_class = {c: float(np.mean(pred[yte == i] == i)) for i, c in enumerate(scenes.SIGN_CLASSES)}
+    quality = {"heldout_accuracy": acc, "per_class_accuracy": per_class, "heldout_crops": len(yte)}
+    notes = (f"top-1 accuracy on {len(yte)} held-out 32x32 crops (deeptest_iot.scenes.sign_crops, seed "
+             f"{TEST_SEED}, balanced over {len(scenes.SIGN_CLASSES)} classes); bar: >= 95%. Trained on "
+             f"{n_train} crops (seed {TRAIN_SEED}), {epochs} epochs.")
+    _save(model, "sign_classifier", Path(out), quality, time.perf_counter() - t0, notes)
+    return quality
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny_detector
+
+
+def build_tiny_detector(input_hw=(128, 256), n_classes: int = 3):
+    """A single-shot grid detector (stride 8, ~160k weights): seven 3x3 conv layers (one dilated
+    for context) and four 1x1 heads for objectness, centre offset, sqrt box size and class
+    probabilities, concatenated into one (N, H/8, W/8, 5 + C) output that
+    ``deeptest_iot.detection.decode_grid`` reads. No batch norm: it halves CPU training speed."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((*input_hw, 3), name="frame")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inp)
+    spec = [(16, 2, 1), (32, 2, 1), (48, 1, 1), (64, 2, 1), (64, 1, 1), (64, 1, 2), (64, 1, 1)]
+    for i, (f, s, d) in enumerate(spec):
+        x = layers.Conv2D(f, 3, strides=s, dilation_rate=d, padding="same", activation="relu",
+                          name=f"conv{i + 1}")(x)
+    obj = layers.Conv2D(1, 1, activation="sigmoid", name="objectness")(x)
+    off = layers.Conv2D(2, 1, activation="sigmoid", name="centre")(x)
+    size = layers.Conv2D(2, 1, activation="sigmoid", name="size")(x)
+    cls = layers.Conv2D(n_classes, 1, activation="softmax", name="classes")(x)
+    out = layers.Concatenate(name="grid")([obj, off, size, cls])
+    return keras.Model(inp, out, name="tiny_detector")
+
+
+def grid_loss(y_true, y_pred):
+    """Loss of the grid format: weighted objectness cross-entropy on every cell, squared error of
+    centre and sqrt size and class cross-entropy on cells that hold an object; summed over cells,
+    averaged over images."""
+    import keras.ops as K
+
+    eps = 1e-6
+    t_obj, p_obj = y_true[..., 0], K.clip(y_pred[..., 0], eps, 1 - eps)
+    bce = -(t_obj * K.log(p_obj) * 4.0 + (1 - t_obj) * K.log(1 - p_obj))
+    box = K.sum(K.square(y_true[..., 1:3] - y_pred[..., 1:3]), -1) + \
+        4.0 * K.sum(K.square(y_true[..., 3:5] - y_pred[..., 3:5]), -1)
+    ce = -K.sum(y_true[..., 5:] * K.log(K.clip(y_pred[..., 5:], eps, 1.0)), -1)
+    per_cell = bce + t_obj * (5.0 * box + ce)
+    return K.mean(K.sum(per_cell, axis=(1, 2)))
+
+
+def detector_data(n: int, seed: int, start: int = 0):
+    """Network inputs (uint8, rounded), ground truth in input pixels (detector classes), targets."""
+    card = CARDS["tiny_detector"]
+    ih, iw = card["input_size"]
+    b = scenes.generate(n, seed=seed, height=FRAME_HW[0], width=FRAME_HW[1], start=start)
+    x = np.round(preprocess(b.images, card)).astype(np.uint8)
+    sy, sx = ih / FRAME_HW[0], iw / FRAME_HW[1]
+    boxes = [bx * np.array([sx, sy, sx, sy], np.float32) for bx in b.boxes]
+    classes = [DETECTOR_CLASS_OF_SCENE_CLASS[c] for c in b.classes]
+    from deeptest_iot.detection import encode_grid
+
+    y = np.stack([encode_grid(bx, c, input_hw=(ih, iw), grid_hw=(ih // 8, iw // 8), n_classes=3)
+                  for bx, c in zip(boxes, classes)])
+    return x, boxes, classes, y
+
+
+def evaluate_detector(model, x, boxes, classes, score_threshold: float) -> dict:
+    from deeptest_iot.detection import decode_grid, mean_average_precision
+
+    raw = np.concatenate([model.predict_on_batch(x[i:i + 128].astype(np.float32)) for i in range(0, len(x), 128)])
+    dets = decode_grid([raw], input_hw=CARDS["tiny_detector"]["input_size"], score_threshold=score_threshold)
+    res = mean_average_precision(dets, boxes, classes, iou_threshold=0.5, n_classes=3)
+    names = CARDS["tiny_detector"]["classes"]
+    return {"map50": res["map"], "ap50": {names[c]: v for c, v in res["ap"].items()},
+            "gt_objects": {names[c]: v for c, v in res["gt"].items()}}
+
+
+def train_tiny_detector(out: Path = HERE, chunk: int = 5000, epochs: int = 22, verbose: int = 2) -> dict:
+    """Each epoch sees ``chunk`` fresh scenes (scene seed TRAIN_SEED, frames e*chunk ...), so the
+    detector never sees a training frame twice."""
+    import keras
+
+    _threads()
+    setup_determinism(0)
+    t0 = time.perf_counter()
+    model = build_tiny_detector()
+    steps = epochs * int(np.ceil(chunk / 32))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        2e-3, steps, alpha=0.02)), loss=grid_loss)
+    xva, bva, cva, _ = detector_data(600, VAL_SEED)
+    for e in range(epochs):
+        x, _, _, y = detector_data(chunk, TRAIN_SEED, start=e * chunk)
+        fit(model, x, y, epochs=1, batch=32, seed=e, verbose=0)
+        if verbose and (e % 3 == 2 or e == epochs - 1):
+            val = evaluate_detector(model, xva, bva, cva, 0.05)
+            print(f"epoch {e + 1}/{epochs} {time.perf_counter() - t0:.0f}s val mAP@0.5 {val['map50']:.3f} "
+                  f"{val['ap50']}", flush=True)
+    xte, bte, cte, _ = detector_data(2000, TEST_SEED)
+    quality = evaluate_detector(model, xte, bte, cte, 0.05)
+    quality["map50_at_card_threshold"] = evaluate_detector(
+        model, xte, bte, cte, CARDS["tiny_detector"]["score_threshold"])["map50"]
+    quality["heldout_frames"] = len(xte)
+    notes = (f"VOC mAP@0.5 (deeptest_iot.detection.mean_average_precision) over car, pedestrian, sign on "
+             f"{len(xte)} held-out generated scenes (seed {TEST_SEED}), detections decoded at score >= 0.05 "
+             f"(and, as map50_at_card_threshold, at the card's score_threshold); boxes compared in "
+             f"network-input pixels; bar: mAP@0.5 >= 0.7. Trained on {epochs} x {chunk} fresh scenes "
+             f"(seed {TRAIN_SEED}), Adam with cosine decay.")
+    _save(model, "tiny_detector", Path(out), quality, time.perf_counter() - t0, notes)
+    return quality
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+TRAINERS = {
+    "dave2_steering": train_dave2_steering,
+    "sign_classifier": train_sign_classifier,
+    "tiny_detector": train_tiny_detector,
+}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("name", choices=sorted(TRAINERS))
+    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--profile-only", action="store_true", help="only (re)make NAME.profile.npz")
+    args = ap.parse_args(argv)
+    if not args.profile_only:
+        print(json.dumps(TRAINERS[args.name](args.out), indent=2))
+    print(make_profile(args.name, args.out, profile_frames(args.name)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

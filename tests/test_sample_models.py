@@ -1,0 +1,85 @@
+"""The shipped sample models load through the adapter and reach their quality bars on fresh data.
+
+Each check uses a small held-out set generated here with a scene seed no training run used, so
+the figures are not the training script's own. Tests never train.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deeptest_iot import sample_models as sm
+from deeptest_iot import scenes
+from deeptest_iot.detection import mean_average_precision
+
+FRESH_SEED = 4242  # not TRAIN_SEED, VAL_SEED or TEST_SEED of sample_models/train.py
+DETECTOR_CLASS = np.array([0, 1] + [2] * len(scenes.SIGN_CLASSES))
+
+
+def _load(name, **card):
+    from deeptest_iot.model import load_model
+
+    return load_model(sm.path(name), card=card or None)
+
+
+@pytest.mark.parametrize("name", sm.names())
+def test_shipped_files(name):
+    p = sm.path(name)
+    assert p.stat().st_size <= 5 * 1024 * 1024
+    assert sm.card_path(name).is_file()
+    rec = sm.info(name)
+    assert rec["task"] == sm.TASKS[name] and rec["quality"] and rec["how"]
+
+
+def test_dave2_steering_mse_under_10_percent_of_variance():
+    mut = _load("dave2_steering")
+    assert mut.card.task == "steering" and tuple(mut.card.input_size) == (66, 200)
+    b = scenes.generate(300, seed=FRESH_SEED)
+    pred = np.asarray(mut.predict(b.images))
+    mse = np.mean((pred - b.steering) ** 2)
+    assert mse <= 0.1 * np.var(b.steering), (mse, np.var(b.steering))
+    # and the sign convention holds: a left bend, centred car, gives a positive angle
+    left = scenes.generate(8, seed=FRESH_SEED, curvature=0.018, offset=0, heading=0)
+    assert np.all(np.asarray(mut.predict(left.images)) > 0)
+
+
+def test_sign_classifier_accuracy_at_least_95_percent():
+    mut = _load("sign_classifier")
+    assert list(mut.card.classes) == list(scenes.SIGN_CLASSES)
+    crops, labels = scenes.sign_crops(360, seed=FRESH_SEED)
+    probs = np.asarray(mut.predict(crops))
+    assert probs.shape == (360, len(scenes.SIGN_CLASSES))
+    assert np.mean(probs.argmax(1) == labels) >= 0.95
+
+
+def test_tiny_detector_map50_at_least_0_7():
+    mut = _load("tiny_detector", score_threshold=0.05)
+    assert mut.card.task == "detection" and list(mut.card.classes) == ["car", "pedestrian", "sign"]
+    b = scenes.generate(200, seed=FRESH_SEED)
+    dets = mut.predict(b.images)  # boxes in frame pixels
+    res = mean_average_precision(dets, b.boxes, [DETECTOR_CLASS[c] for c in b.classes], n_classes=3)
+    assert res["map"] >= 0.7, res
+
+
+@pytest.mark.parametrize("name", sm.names())
+def test_profile_matches_the_model(name):
+    from deeptest_iot.coverage import Profile
+
+    mut = _load(name)
+    prof = Profile.load(sm.profile_path(name), fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    assert prof.count >= 1000
+
+
+def test_samples_list_cli():
+    from deeptest_iot.cli import main
+
+    res = CliRunner().invoke(main, ["samples", "list"])
+    assert res.exit_code == 0, res.output
+    for name in sm.names():
+        assert name in res.output
+    res = CliRunner().invoke(main, ["samples", "list", "--json"])
+    assert {r["name"] for r in json.loads(res.output)} == set(sm.names())
+    res = CliRunner().invoke(main, ["samples", "train", "no_such_model"])
+    assert res.exit_code == 2 and "unknown sample model" in res.output
