@@ -6,6 +6,7 @@ OpenCV call on a reshaped view, because per-image float pipelines are what make 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -135,10 +136,10 @@ def blend_mask(batch: np.ndarray, mask: np.ndarray, weight: np.ndarray, amount: 
     a16 = np.minimum(np.rint(np.clip(amount, 0.0, 1.0) * 256.0), 256.0 - w16)  # no uint16 overflow
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     wt = cv2.cvtColor(cv2.LUT(mask, w16.astype(np.uint16)), cv2.COLOR_GRAY2RGB)
-    col = np.clip(np.rint(np.asarray(colour, np.float64)), 0, 255).astype(np.uint16)
+    col = _colour_row(tuple(float(v) for v in np.asarray(colour, np.float64).ravel()), w)
     if a16.any() and col.any():
         am = cv2.cvtColor(cv2.LUT(mask, a16.astype(np.uint16)), cv2.COLOR_GRAY2RGB)
-        off = np.multiply(am.reshape(h, w * c), np.tile(col, w), dtype=np.uint16).reshape(h, w, c)
+        off = np.multiply(am.reshape(h, w * c), col, dtype=np.uint16).reshape(h, w, c)
         off += np.uint16(128)  # rounds the shift
     else:
         off = np.uint16(128)
@@ -153,6 +154,14 @@ def blend_mask(batch: np.ndarray, mask: np.ndarray, weight: np.ndarray, amount: 
         t >>= 8
         out[i:i + step] = t
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _colour_row(colour: tuple, w: int) -> np.ndarray:
+    """An RGB colour as whole grey levels repeated along a row of ``w`` pixels, (w * 3,) uint16."""
+    row = np.tile(np.clip(np.rint(np.array(colour, np.float64)), 0, 255).astype(np.uint16), w)
+    row.setflags(write=False)
+    return row
 
 
 def to_levels(mask: np.ndarray, scale: float = 255.0) -> np.ndarray:

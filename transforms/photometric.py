@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from .batch import apply_lut, chunk_size, gray, per_image
+from .batch import apply_lut, gray, per_image
 from .core import Param, TransformSpec, register
 
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -95,21 +95,21 @@ def motion_offsets(length: int, angle: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _blur_motion(batch, p, rng):
-    """Mean of ``length`` shifted copies along the motion line (edge-replicated), in uint16, by chunk."""
+    """Mean of ``length`` shifted copies along the motion line (edge-replicated), summed in uint16
+    with one ``cv2.add`` per tap on views of an edge-padded copy of each image."""
     length = p["length"]
     dx, dy = motion_offsets(length, p["angle"])
     n, h, w, c = batch.shape
     rx, ry = int(np.abs(dx).max()), int(np.abs(dy).max())
     out = np.empty_like(batch)
-    step = chunk_size(batch, 4)
-    for i in range(0, n, step):
-        part = batch[i:i + step]
-        padded = np.pad(part, ((0, 0), (ry, ry), (rx, rx), (0, 0)), mode="edge")
-        acc = np.full(part.shape, length // 2, np.uint16)
-        for ox, oy in zip(dx, dy):
-            acc += padded[:, ry + oy:ry + oy + h, rx + ox:rx + ox + w]
-        acc //= length
-        out[i:i + step] = acc
+    acc = np.empty((h, w, c), np.uint16)
+    for i in range(n):
+        padded = cv2.copyMakeBorder(batch[i], ry, ry, rx, rx, cv2.BORDER_REPLICATE).astype(np.uint16)
+        acc.fill(length // 2)  # rounds the division
+        for ox, oy in zip(dx.tolist(), dy.tolist()):
+            cv2.add(acc, padded[ry + oy:ry + oy + h, rx + ox:rx + ox + w], dst=acc)
+        np.floor_divide(acc, length, out=acc)
+        out[i] = acc
     return out
 
 

@@ -105,46 +105,75 @@ def _disc(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def snow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Flake opacity (h, w) in [0, 1]: many small far flakes and fewer large near ones, soft-edged.
+def flake(r: int, sigma: float) -> np.ndarray:
+    """One flake, peak 1: a disc of radius ``r`` px blurred by ``sigma`` px, cut at 3 sigma."""
+    half = r + math.ceil(3 * sigma)
+    k = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    k[half, half] = 1.0
+    if r >= 1:
+        k = cv2.dilate(k, _disc(r))
+    k = cv2.GaussianBlur(k, (2 * math.ceil(3 * sigma) + 1,) * 2, sigma, borderType=cv2.BORDER_CONSTANT)
+    return k / k.max()
 
-    Each layer is discs of its radius blurred by half the radius. Large flakes are drawn on a
-    canvas shrunk so that their blur is ``SNOW_SIGMA`` px there, then enlarged bilinearly.
+
+def snow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Flake opacity as 8-bit levels (h, w): many small far flakes and fewer large near ones, soft-edged.
+
+    Each layer is discs of its radius blurred by half the radius, at the layer's opacity (the
+    brighter flake wins where two overlap). Few small flakes are stamped one by one (``flake``);
+    large ones are drawn and blurred on a canvas shrunk until the blur is ``SNOW_SIGMA`` px there,
+    then enlarged bilinearly.
     """
-    mask = np.zeros((h, w), np.float32)
+    mask = np.zeros((h, w), np.uint8)
     count = int(round(p["density"] * h * w / 150.0))
     r_near = p["flake_size"] * h
     for radius, share, opacity in ((r_near, 0.15, 0.95), (r_near * 0.6, 0.3, 0.85), (r_near * 0.3, 0.55, 0.7)):
         k = int(round(count * share))
         if k == 0:
             continue
-        ys, xs = rng.integers(0, h, k), rng.integers(0, w, k)
+        ys, xs = np.divmod(rng.integers(0, h * w, k), w)
         sigma = max(0.5, radius / 2.0)
+        r = int(round(radius))
         f = sigma / SNOW_SIGMA
-        if f > 1.2 and min(h, w) >= 8:
+        side = 2 * (r + math.ceil(3 * sigma)) + 1
+        if k * side * side <= h * w or f <= 1.2 or min(h, w) < 8:
+            if k * side * side <= 4 * h * w:  # stamp the flakes on a padded canvas
+                sprite = to_levels(flake(r, sigma), 255.0 * opacity).ravel()
+                half = side // 2
+                padded = np.zeros((h + 2 * half, w + 2 * half), np.uint8)
+                rows = np.arange(side) * padded.shape[1]
+                offsets = (rows[:, None] + np.arange(side)[None, :]).ravel()
+                at = (ys * padded.shape[1] + xs)[:, None] + offsets[None, :]
+                np.maximum.at(padded.reshape(-1), at.ravel(), np.tile(sprite, k))
+                cv2.max(mask, padded[half:half + h, half:half + w], dst=mask)
+                continue
+            hs, ws, scale = h, w, 1.0
+        else:
             hs, ws = max(2, int(round(h / f))), max(2, int(round(w / f)))
             ys = np.minimum(((ys + 0.5) * (hs / h)).astype(np.intp), hs - 1)
             xs = np.minimum(((xs + 0.5) * (ws / w)).astype(np.intp), ws - 1)
             scale = 0.5 * (hs / h + ws / w)
-        else:
-            hs, ws, scale = h, w, 1.0
         canvas = np.zeros((hs, ws), np.uint8)
         canvas[ys, xs] = 255
-        r = int(round(radius * scale))
-        if r >= 1:
-            canvas = cv2.dilate(canvas, _disc(r))
+        r_s = int(round(radius * scale))
+        if r_s >= 1:
+            canvas = cv2.dilate(canvas, _disc(r_s))
         canvas = cv2.GaussianBlur(canvas.astype(np.float32), (0, 0), sigma * ws / w, sigmaY=sigma * hs / h)
-        peak = float(canvas.max())
+        peak = max(float(canvas.max()), 1e-6)
         if (hs, ws) != (h, w):
             canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
-        canvas *= np.float32(opacity / max(peak, 1e-6))
-        np.maximum(mask, canvas, out=mask)
+        cv2.max(mask, to_levels(canvas, 255.0 * opacity / peak), dst=mask)
     return mask
+
+
+def snow_mask(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Flake opacity (h, w) in [0, 1] (``snow_levels`` / 255)."""
+    return snow_levels(h, w, p, rng).astype(np.float32) / np.float32(255)
 
 
 def _snow(batch, p, rng):
     h, w = batch.shape[1:3]
-    m = to_levels(snow_mask(h, w, p, rng))
+    m = snow_levels(h, w, p, rng)
     haze = 0.3 * p["density"]  # falling snow veils the scene with white
     return blend_mask(batch, m, (1.0 - haze) * (1.0 - LEVELS), haze * (1.0 - LEVELS) + LEVELS, SNOW_COLOR)
 
