@@ -144,7 +144,7 @@ def snow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray
                 rows = np.arange(side) * padded.shape[1]
                 offsets = (rows[:, None] + np.arange(side)[None, :]).ravel()
                 at = (ys * padded.shape[1] + xs)[:, None] + offsets[None, :]
-                np.maximum.at(padded.reshape(-1), at.ravel(), np.tile(sprite, k))
+                np.maximum.at(padded.reshape(-1), at.ravel(), np.broadcast_to(sprite, at.shape).ravel())
                 cv2.max(mask, padded[half:half + h, half:half + w], dst=mask)
                 continue
             hs, ws, scale = h, w, 1.0
