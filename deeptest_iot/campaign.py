@@ -325,7 +325,9 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
     elif task == "classification":
         oracle_opts = {"classes": list(mut.card.classes) or None, "max_confidence_drop": opts.max_confidence_drop}
     else:
-        oracle_opts = {"classes": list(mut.card.classes) or None, "score_threshold": mut.card.score_threshold}
+        # The card's score_threshold decides which boxes are decoded; the oracle's own (0.5) which of
+        # them are confident enough that losing or gaining one is a finding.
+        oracle_opts = {"classes": list(mut.card.classes) or None}
     oracle = make_oracle(task, **oracle_opts)
 
     from .transforms import REGISTRY

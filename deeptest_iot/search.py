@@ -198,9 +198,17 @@ class SweepStrategy(Strategy):
             raise ConfigError(f"presets {', '.join(presets)} have no transform among {', '.join(self.names)}")
         self.position = 0
 
+        # Order: seeds in chunks of CHUNK; each chunk goes through every transform of the plan before
+        # the next chunk starts. A budget smaller than the plan still samples every transform, and
+        # one transform over a chunk of seeds is one batched call.
+        chunks = [range(c, min(c + self.CHUNK, self.n_seeds)) for c in range(0, self.n_seeds, self.CHUNK)]
+        self.order = [(t, s) for chunk in chunks for t in range(len(self.plan)) for s in chunk]
+
+    CHUNK = 8
+
     @property
     def total(self) -> int:
-        return len(self.plan) * self.n_seeds
+        return len(self.order)
 
     @property
     def done(self) -> bool:
@@ -209,7 +217,7 @@ class SweepStrategy(Strategy):
     def next_batch(self, size):
         cases = []
         while len(cases) < size and not self.done:
-            t_index, seed_index = divmod(self.position, self.n_seeds)
+            t_index, seed_index = self.order[self.position]
             case_id = self.next_case
             self.next_case += 1
             self.position += 1
