@@ -116,6 +116,18 @@ def flake(r: int, sigma: float) -> np.ndarray:
     return k / k.max()
 
 
+@functools.lru_cache(maxsize=64)
+def _stamp(r: int, sigma: float, opacity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero levels of ``flake(r, sigma)`` at ``opacity`` and their (row, column) in the sprite.
+    Cached: small flakes all have sigma 0.5."""
+    sprite = to_levels(flake(r, sigma), 255.0 * opacity)
+    dy, dx = np.nonzero(sprite)  # a max with 0 changes nothing
+    levels = sprite[dy, dx]
+    for a in (levels, dy, dx):
+        a.setflags(write=False)
+    return levels, dy, dx
+
+
 def snow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray:
     """Flake opacity as 8-bit levels (h, w): many small far flakes and fewer large near ones, soft-edged.
 
@@ -127,6 +139,9 @@ def snow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray
     mask = np.zeros((h, w), np.uint8)
     count = int(round(p["density"] * h * w / 150.0))
     r_near = p["flake_size"] * h
+    pad = int(round(r_near)) + math.ceil(3 * max(0.5, r_near / 2.0))  # half the largest sprite
+    pw = w + 2 * pad
+    stamp_at, stamp_val = [], []  # flat positions on a canvas padded by ``pad``, and levels
     for radius, share, opacity in ((r_near, 0.15, 0.95), (r_near * 0.6, 0.3, 0.85), (r_near * 0.3, 0.55, 0.7)):
         k = int(round(count * share))
         if k == 0:
@@ -135,17 +150,14 @@ def snow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray
         sigma = max(0.5, radius / 2.0)
         r = int(round(radius))
         f = sigma / SNOW_SIGMA
-        side = 2 * (r + math.ceil(3 * sigma)) + 1
+        half = r + math.ceil(3 * sigma)
+        side = 2 * half + 1
         if k * side * side <= h * w or f <= 1.2 or min(h, w) < 8:
-            if k * side * side <= 4 * h * w:  # stamp the flakes on a padded canvas
-                sprite = to_levels(flake(r, sigma), 255.0 * opacity).ravel()
-                half = side // 2
-                padded = np.zeros((h + 2 * half, w + 2 * half), np.uint8)
-                rows = np.arange(side) * padded.shape[1]
-                offsets = (rows[:, None] + np.arange(side)[None, :]).ravel()
-                at = (ys * padded.shape[1] + xs)[:, None] + offsets[None, :]
-                np.maximum.at(padded.reshape(-1), at.ravel(), np.broadcast_to(sprite, at.shape).ravel())
-                cv2.max(mask, padded[half:half + h, half:half + w], dst=mask)
+            if k * side * side <= 4 * h * w:  # stamp the flakes
+                levels, dy, dx = _stamp(r, sigma, opacity)
+                offsets = (dy + (pad - half)) * pw + (dx + (pad - half))
+                stamp_at.append(((ys * pw + xs)[:, None] + offsets[None, :]).ravel())
+                stamp_val.append(np.broadcast_to(levels, (k, len(levels))).ravel())
                 continue
             hs, ws, scale = h, w, 1.0
         else:
@@ -163,6 +175,12 @@ def snow_levels(h: int, w: int, p: dict, rng: np.random.Generator) -> np.ndarray
         if (hs, ws) != (h, w):
             canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
         cv2.max(mask, to_levels(canvas, 255.0 * opacity / peak), dst=mask)
+    if stamp_at:
+        padded = np.zeros((h + 2 * pad, pw), np.uint8)
+        at = stamp_at[0] if len(stamp_at) == 1 else np.concatenate(stamp_at)
+        val = stamp_val[0] if len(stamp_val) == 1 else np.concatenate(stamp_val)
+        np.maximum.at(padded.reshape(-1), at, val)
+        cv2.max(mask, padded[pad:pad + h, pad:pad + w], dst=mask)
     return mask
 
 
