@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from deeptest_iot import sample_models  # noqa: E402
-from deeptest_iot.campaign import CampaignOptions, build_images, run_campaign  # noqa: E402
+from deeptest_iot.campaign import CampaignOptions, build_images, generated_frame_size, run_campaign  # noqa: E402
 from deeptest_iot.coverage import CoverageTracker  # noqa: E402
 from deeptest_iot.model import load_model  # noqa: E402
 from deeptest_iot.search import make_strategy  # noqa: E402
@@ -68,7 +68,8 @@ def main() -> None:
 
     path = sample_models.path("dave2_steering")
     mut = load_model(path)
-    seeds = generated_seeds(args.seeds, seed=0)
+    seeds = generated_seeds(args.seeds, seed=0, height=generated_frame_size(mut.card)[0],
+                            width=generated_frame_size(mut.card)[1])  # the frames the campaign uses
 
     # Plain batched inference of the same model on network-ready input.
     x = tf.constant(mut.preprocess(seeds.images[:64]) if len(seeds.images) >= 64

@@ -477,7 +477,8 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
                             if k not in ("before", "after", "label", "violation", "threshold")}})
             pairs.append((seeds.images[case.seed_index], images[i]))
         due = time.perf_counter() - last_checkpoint >= CHECKPOINT_EVERY_S or stop_after_batches is not None
-        writer.append(records, pairs, durable=due)
+        writer.append(records, pairs, durable=due,
+                      original_keys=[f"seed-{cases[i].seed_index:05d}" for i in verdicts.failures])
         batches += 1
         run_batches += 1
 

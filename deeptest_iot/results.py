@@ -33,6 +33,17 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+_PNG_POOL = []
+
+
+def _png_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _PNG_POOL:
+        _PNG_POOL.append(ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="deeptest-png"))
+    return _PNG_POOL[0]
+
+
 class FindingsWriter:
     """Append findings (JSONL + PNG pairs) to an output folder, crash-safely."""
 
@@ -46,21 +57,39 @@ class FindingsWriter:
             if f.tell() != offset:
                 f.truncate(offset)
         self.offset = offset
+        self._written: set[str] = set()
 
     def append(self, records: list[dict[str, Any]], pairs: list[tuple[np.ndarray, np.ndarray]],
-               durable: bool = True) -> None:
-        """Write each record's image pair, then its JSON line; ids are numbered on from ``count``."""
+               durable: bool = True, original_keys: list[str] | None = None) -> None:
+        """Write each record's image pair, then its JSON line; ids are numbered on from ``count``.
+
+        With ``original_keys`` (say, one per seed), originals that share a key are written once, as
+        ``images/<key>.png``, and every finding of that seed points at the same file.
+        """
         if not records:
             return
-        lines = []
-        for record, (original, transformed) in zip(records, pairs):
+        lines, writes = [], []
+        for i, (record, (original, transformed)) in enumerate(zip(records, pairs)):
             fid = f"f{self.count:06d}"
             self.count += 1
-            images = {"original": f"{IMAGES}/{fid}_orig.png", "transformed": f"{IMAGES}/{fid}_trans.png"}
-            # Not fsynced: a PNG is only referenced once its JSON line (fsynced below) is written.
-            atomic_write_bytes(self.out_dir / images["original"], encode_png(original), durable=False)
-            atomic_write_bytes(self.out_dir / images["transformed"], encode_png(transformed), durable=False)
+            if original_keys is None:
+                orig_path = f"{IMAGES}/{fid}_orig.png"
+                writes.append((orig_path, original))
+            else:
+                orig_path = f"{IMAGES}/{original_keys[i]}.png"
+                if orig_path not in self._written and not (self.out_dir / orig_path).is_file():
+                    writes.append((orig_path, original))
+                self._written.add(orig_path)
+            images = {"original": orig_path, "transformed": f"{IMAGES}/{fid}_trans.png"}
+            writes.append((images["transformed"], transformed))
             lines.append(json.dumps({"id": fid, **record, "images": images}, allow_nan=False) + "\n")
+
+        def write_png(job):
+            # Not fsynced: a PNG is only referenced once its JSON line (written after it) is.
+            atomic_write_bytes(self.out_dir / job[0], encode_png(job[1]), durable=False)
+
+        # PNG encoding releases the GIL: spread it over the cores.
+        list(_png_pool().map(write_png, writes))
         data = "".join(lines).encode("utf-8")
         with open(self.path, "ab") as f:
             f.write(data)
