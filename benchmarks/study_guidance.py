@@ -24,7 +24,7 @@ CRITERIA = ("nc:0.2", "nc:0.5", "nc:0.75", "kmnc:10", "nbc")
 
 def one_run(strategy: str, seed: int, budget: int, guide: tuple[str, ...] | None, tmp: str) -> dict:
     opts = CampaignOptions(strategy=strategy, seed=seed, budget=budget, coverage=CRITERIA, guide=guide,
-                           out=os.path.join(tmp, f"{strategy}-{seed}"))
+                           out=os.path.join(tmp, f"{strategy}-{'-'.join(guide or ())}-{seed}"))
     s = run_campaign(opts).summary
     seeds_only = s["coverage_growth"][0]
     return {"strategy": strategy, "seed": seed, "inputs": s["inputs_tried"], "findings": s["findings"],
@@ -45,16 +45,22 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--strategies", default="deeptest,deephunter,random")
     ap.add_argument("--guide", default="kmnc:10,nbc", help="criteria whose gains steer the guided strategies")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also run deeptest and deephunter with --guide shuffled (same number of coverage "
+                         "credits, given to random inputs): what the coverage signal itself is worth")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     guide = tuple(args.guide.split(",")) if args.guide else None
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for strategy in args.strategies.split(","):
+        plan = [(s, guide, s) for s in args.strategies.split(",")]
+        if args.ablation:
+            plan += [(s, ("shuffled",), f"{s} (shuffled)") for s in args.strategies.split(",") if s != "random"]
+        for strategy, strategy_guide, label in plan:
             for seed in seeds:
-                runs.append(one_run(strategy, seed, args.budget, guide, tmp))
+                runs.append({**one_run(strategy, seed, args.budget, strategy_guide, tmp), "label": label})
                 r = runs[-1]
-                print(f"# {strategy} seed={seed}: findings={r['findings']} "
+                print(f"# {label} seed={seed}: findings={r['findings']} "
                       + " ".join(f"{c}={r['coverage'][c]:.4f}" for c in CRITERIA), flush=True)
     print()
     print(f"Budget {args.budget} inputs, campaign seeds {seeds}, guided by {', '.join(guide or ('all',))}; "
@@ -63,9 +69,9 @@ def main() -> None:
     print("|---|---|" + "---|" * len(CRITERIA))
     first = runs[0]
     print("| seeds only | - | " + " | ".join(f"{100 * first['seed_coverage'][c]:.1f}" for c in CRITERIA) + " |")
-    for strategy in args.strategies.split(","):
-        rs = [r for r in runs if r["strategy"] == strategy]
-        print(f"| {strategy} | {fmt([r['findings'] for r in rs], pct=False)} | "
+    for label in dict.fromkeys(r["label"] for r in runs):
+        rs = [r for r in runs if r["label"] == label]
+        print(f"| {label} | {fmt([r['findings'] for r in rs], pct=False)} | "
               + " | ".join(fmt([r["coverage"][c] for r in rs]) for c in CRITERIA) + " |")
     print(json.dumps({"budget": args.budget, "guide": guide, "runs": runs}))
 

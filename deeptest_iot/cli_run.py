@@ -31,9 +31,10 @@ def _split(values):
 @click.option("--budget", type=int, help="Inputs to run through the model, seeds not counted [2000].")
 @click.option("--time", "time_", type=float, metavar="SECONDS", help="Stop after this many seconds.")
 @click.option("--coverage", multiple=True, metavar="LIST",
-              help="Coverage criteria, comma-separated, e.g. nc:0.5,kmnc:10,nbc; 'none' for none "
-                   "[nc:0.5,kmnc:10,nbc].")
-@click.option("--guide", multiple=True, metavar="LIST", help="Criteria whose gains steer the search [all tracked].")
+              help="Coverage criteria, comma-separated, e.g. nc:0.75,kmnc:10,nbc; 'none' for none "
+                   "[nc:0.75,kmnc:10,nbc].")
+@click.option("--guide", multiple=True, metavar="LIST", help="Criteria whose gains steer the search [all tracked but NC, which saturates]; "
+              "'shuffled' credits the same number of random inputs instead (an ablation control).")
 @click.option("--profile", type=click.Path(dir_okay=False),
               help="Training-activation profile for KMNC/NBC/SNAC (default: <model>.profile.npz, else the seeds).")
 @click.option("--seed", type=int, help="Campaign seed: same options and seed, same findings [0].")

@@ -47,7 +47,7 @@ import pytest
 DEFAULT_BUDGET = 1000
 DEFAULT_N_SEEDS = 32
 DEFAULT_REPORT = "deeptest-report"
-DEFAULT_COVERAGE = "nc:0.5,kmnc:10,nbc"
+DEFAULT_COVERAGE = "nc:0.75,kmnc:10,nbc"  # as `deeptest-iot run` (see campaign.DEFAULT_COVERAGE)
 #: How many of the worst broken inputs a failure message shows.
 WORST_SHOWN = 5
 MARKER = "model_test"

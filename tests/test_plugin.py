@@ -315,7 +315,7 @@ def test_findings_are_a_campaign_folder_that_report_reads(pytester, models):
     assert run.summary["status"] == "complete" and run.summary["campaign"]["strategy"] == "pytest"
     assert run.summary["findings"] == 6 and run.summary["error_rate"] == 1.0
     assert run.summary["model"]["name"] == "bright" and run.task == "steering"
-    assert set(run.summary["coverage"]) == {"nc:0.5", "kmnc:10", "nbc"}
+    assert set(run.summary["coverage"]) == {"nc:0.75", "kmnc:10", "nbc"}
     findings = run.findings
     assert [f["id"] for f in findings] == [f"f{i:06d}" for i in range(6)]
     first = findings[0]
