@@ -73,9 +73,16 @@ def run(model, card, seeds, labels, n_seeds, strategy, transforms, budget, time_
         write_junit(result.out_dir, junit, max_error_rate=opts.max_error_rate)
     click.echo(f"{s['inputs_tried']} inputs, {s['findings']} findings (error rate {s['error_rate']:.3f}) "
                f"in {s['duration_s']:.1f}s -> {result.out_dir}")
-    for name, row in s["per_transform"].items():
-        if row["findings"]:
-            click.echo(f"  {name:<28} {row['findings']:>5} / {row['tried']:<5} ({row['error_rate']:.1%})")
+    from .run_folder import open_run, per_transform_rows
+
+    # Per single transform (an input made by a chain counts for each of its links), worst first.
+    rows = sorted(per_transform_rows(open_run(result.out_dir)), key=lambda r: (-r["error_rate"], r["transform"]))
+    if rows:
+        click.echo("  transform          findings / inputs   error rate")
+    for row in rows[:12]:
+        click.echo(f"  {row['transform']:<18} {row['findings']:>8} / {row['tried']:<8} {row['error_rate']:8.1%}")
+    if len(rows) > 12:
+        click.echo(f"  ... {len(rows) - 12} more: deeptest-iot report {result.out_dir}")
     for name, entry in s["coverage"].items():
         value = entry.get("coverage", entry.get("patterns"))
         click.echo(f"  coverage {name:<12} {value:.4f}" if isinstance(value, float) else f"  coverage {name} {value}")
