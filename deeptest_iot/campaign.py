@@ -20,8 +20,8 @@ import numpy as np
 
 from . import __version__
 from .errors import ConfigError, InputError
-from .results import (CampaignStats, FindingsWriter, read_checkpoint, write_checkpoint, write_summary,
-                      FINDINGS, CHECKPOINT)
+from .results import (CHECKPOINT, FINDINGS, CampaignStats, FindingsWriter, finding_record, read_checkpoint,
+                      write_checkpoint, write_summary)
 from .search import Case, make_strategy
 
 # Measured on the sample steering model (README, "Does coverage guidance pay?"): NC at 0.2 and 0.5 is
@@ -255,13 +255,6 @@ def _select(outputs, indices):
     return [outputs[i] for i in indices]
 
 
-def _json_output(value):
-    """A model output as findings.jsonl stores it (see docs/results-format.md)."""
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return value
-
-
 class Progress:
     """Reports progress: a live line on a terminal, a plain log line every ``every`` seconds otherwise."""
 
@@ -481,16 +474,11 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
 
         records, pairs = [], []
         for i in verdicts.failures:
-            case, detail = cases[i], verdicts.details[i]
-            records.append({
-                "case": case.case_id, "seed_id": seeds.ids[case.seed_index], "seed_index": case.seed_index,
-                "relation": verdicts.relation, "transform": case.name,
-                "chain": [link.to_dict() for link in case.links], "severity": round(case.severity, 6),
-                "before": _json_output(detail.get("before")), "after": _json_output(detail.get("after")),
-                "label": detail.get("label"), "violation": float(verdicts.violation[i]),
-                "threshold": float(verdicts.threshold[i]), "coverage_gain": int(gains[i]),
-                "details": {k: v for k, v in detail.items()
-                            if k not in ("before", "after", "label", "violation", "threshold")}})
+            case = cases[i]
+            records.append(finding_record(
+                verdicts, i, case=case.case_id, seed_id=seeds.ids[case.seed_index], seed_index=case.seed_index,
+                transform=case.name, chain=[link.to_dict() for link in case.links], severity=case.severity,
+                coverage_gain=gains[i]))
             pairs.append((seeds.images[case.seed_index], images[i]))
         due = time.perf_counter() - last_checkpoint >= CHECKPOINT_EVERY_S or stop_after_batches is not None
         writer.append(records, pairs, durable=due,

@@ -474,6 +474,8 @@ class Metamorphic:
     def _check(self, mut, frames, ids, labs, chain, relation, oracle_options):
         import numpy as np
 
+        from .results import finding_record
+
         state = self._state
         run = state.run_for(mut)
         n = len(frames)
@@ -506,17 +508,10 @@ class Metamorphic:
 
         records, pairs, first_id = [], [], run.writer.count
         for i in verdicts.failures:
-            detail = verdicts.details[i]
-            records.append({
-                "case": run.case + int(i), "seed_id": str(ids[i]), "seed_index": int(i),
-                "relation": verdicts.relation, "transform": chain.name,
-                "chain": [t.to_dict() for t in chain.transforms], "severity": round(chain.severity, 6),
-                "before": _json_output(detail.get("before")), "after": _json_output(detail.get("after")),
-                "label": detail.get("label"), "violation": float(verdicts.violation[i]),
-                "threshold": float(verdicts.threshold[i]), "coverage_gain": int(gains[i]),
-                "details": {k: v for k, v in detail.items()
-                            if k not in ("before", "after", "label", "violation", "threshold")},
-                "test": nodeid})
+            records.append(finding_record(
+                verdicts, i, case=run.case + int(i), seed_id=ids[i], seed_index=int(i), transform=chain.name,
+                chain=[t.to_dict() for t in chain.transforms], severity=chain.severity, coverage_gain=gains[i],
+                test=nodeid))
             pairs.append((frames[i], transformed[i]))
         run.writer.append(records, pairs)
         run.case += n
@@ -570,19 +565,9 @@ def _oracle(mut, relation, labels, reference, options):
     elif task == "classification":
         defaults = {"classes": list(mut.card.classes) or None}
     elif task == "detection":
-        defaults = {"classes": list(mut.card.classes) or None, "score_threshold": mut.card.score_threshold}
+        # As in campaigns: the card's threshold decodes boxes, the oracle's (0.5) says which are confident.
+        defaults = {"classes": list(mut.card.classes) or None}
     return make_oracle(task, **{**defaults, **options})
-
-
-def _json_output(value):
-    try:
-        import numpy as np
-
-        if isinstance(value, np.floating):
-            return float(value)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    return value
 
 
 # -- the failure message -------------------------------------------------------------------------

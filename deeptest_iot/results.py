@@ -99,6 +99,29 @@ class FindingsWriter:
         self.offset += len(data)
 
 
+_VERDICT_KEYS = ("before", "after", "label", "violation", "threshold")
+
+
+def json_output(value):
+    """A model output as findings.jsonl stores it: a float for steering, the oracle's dict otherwise."""
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
+
+
+def finding_record(verdicts, i: int, *, case: int, seed_id, seed_index: int, transform: str, chain: list,
+                   severity: float, coverage_gain: int, **extra) -> dict[str, Any]:
+    """The findings.jsonl record (without ``id`` and ``images``) of input ``i`` of a batch's verdicts."""
+    detail = verdicts.details[i]
+    return {"case": int(case), "seed_id": str(seed_id), "seed_index": int(seed_index),
+            "relation": verdicts.relation, "transform": transform, "chain": chain,
+            "severity": round(float(severity), 6),
+            "before": json_output(detail.get("before")), "after": json_output(detail.get("after")),
+            "label": detail.get("label"), "violation": float(verdicts.violation[i]),
+            "threshold": float(verdicts.threshold[i]), "coverage_gain": int(coverage_gain),
+            "details": {k: v for k, v in detail.items() if k not in _VERDICT_KEYS}, **extra}
+
+
 class CampaignStats:
     """Running per-transform and per-severity counts: what summary.json reports, never the findings."""
 

@@ -78,6 +78,12 @@ def blend(batch: np.ndarray, weight, offset) -> np.ndarray:
     o16 = np.rint(np.minimum(off, f32(65280) - f32(255) * w16)) + f32(128)  # no uint16 overflow; rounds the shift
     w16 = w16.astype(np.uint16).reshape(np.broadcast_shapes(w16.shape, (1, 1, 1)))
     o16 = o16.astype(np.uint16)
+    return _fixed_point_blend(batch, w16, o16)
+
+
+def _fixed_point_blend(batch: np.ndarray, w16, o16) -> np.ndarray:
+    """``(batch * w16 + o16) >> 8`` in uint16 (8.8 fixed point), in cache-sized chunks of the batch."""
+    n, h, w, c = batch.shape
     out = np.empty_like(batch)
     step = chunk_size(batch)
     tmp = np.empty((min(step, n), h, w, c), np.uint16)
@@ -143,17 +149,7 @@ def blend_mask(batch: np.ndarray, mask: np.ndarray, weight: np.ndarray, amount: 
         off += np.uint16(128)  # rounds the shift
     else:
         off = np.uint16(128)
-    out = np.empty_like(batch)
-    step = chunk_size(batch)
-    tmp = np.empty((min(step, n), h, w, c), np.uint16)
-    for i in range(0, n, step):
-        part = batch[i:i + step]
-        t = tmp[:len(part)]
-        np.multiply(part, wt, out=t, dtype=np.uint16)
-        t += off
-        t >>= 8
-        out[i:i + step] = t
-    return out
+    return _fixed_point_blend(batch, wt, off)
 
 
 @functools.lru_cache(maxsize=32)
