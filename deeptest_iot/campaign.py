@@ -55,6 +55,7 @@ class CampaignOptions:
     seed: int = 0
     batch_size: int = 128
     lam: float | None = None  # steering relation with labels (None: the oracle's default)
+    mse_orig: float | None = None  # steering: a fixed MSE_orig (validate: the baseline's); None: measure on seeds
     delta: float | None = None  # steering relation without labels
     max_confidence_drop: float | None = None  # classification
     alpha: float = 0.02  # DeepHunter validity
@@ -322,7 +323,9 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
     oracle_opts: dict[str, Any] = {}
     if task == "steering":
         oracle_opts = {"lam": opts.lam, "delta": opts.delta}
-        if labels is not None and np.isfinite(labels).any():
+        if opts.mse_orig is not None:
+            oracle_opts.update(mse_orig=opts.mse_orig)
+        elif labels is not None and np.isfinite(labels).any():
             oracle_opts.update(seed_predictions=ref.outputs, seed_labels=labels)
     elif task == "classification":
         oracle_opts = {"classes": list(mut.card.classes) or None, "max_confidence_drop": opts.max_confidence_drop}

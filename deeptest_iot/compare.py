@@ -38,8 +38,10 @@ EPS = 1e-12
 # Campaign settings that belong to the model under test, not to the campaign: a candidate model
 # has its own file, card, trust decision, activation profile and seed MSE (the steering relation's
 # lambda * MSE_orig bound is relative to each model's own error, as in DeepTest). They may differ.
+# `validate` judges a candidate by the baseline's MSE_orig (campaign.mse_orig) so that a model worse on
+# clean frames cannot loosen its own bound; that option is recorded on the candidate's side only.
 MODEL_SPECIFIC = frozenset({"campaign.model", "campaign.card", "campaign.trust_model", "campaign.profile",
-                            "campaign.profile_source", "campaign.relation.mse_orig"})
+                            "campaign.profile_source", "campaign.relation.mse_orig", "campaign.mse_orig"})
 
 
 class IncomparableRunsError(ConfigError):

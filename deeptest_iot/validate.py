@@ -43,7 +43,7 @@ class Validation:
 
 
 def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path, card: str | None = None,
-                          trust_model: bool = False, profile: str | None = None):
+                          trust_model: bool = False, profile: str | None = None, own_bound: bool = False):
     """The baseline's CampaignOptions with the candidate's model-specific settings.
 
     Raises InputError for a bad folder and IncomparableRunsError when the baseline cannot be
@@ -71,18 +71,26 @@ def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path,
         values["budget"] = summary["inputs_tried"]
     values.update(model=str(model), card=card, trust_model=bool(trust_model), profile=profile, out=str(out),
                   resume=False)
+    # DeepTest's labelled bound is lambda * the model's own MSE on the seeds: a candidate that got worse
+    # on clean frames would loosen its own bound and look better. Judge it by the baseline's bound.
+    baseline_mse = ((recorded.get("relation") or {}).get("mse_orig"))
+    if own_bound:
+        values["mse_orig"] = None
+    elif baseline_mse is not None and values.get("mse_orig") is None:
+        values["mse_orig"] = float(baseline_mse)
     return CampaignOptions(**values)
 
 
 def validate(model: str, baseline_dir: str | Path, out_dir: str | Path, thresholds: Thresholds | None = None,
              card: str | None = None, trust_model: bool = False, profile: str | None = None,
              junit_path: str | Path | None = None, json_path: str | Path | None = None,
-             echo: Callable[[str], None] | None = None, tty: bool = False) -> Validation:
+             echo: Callable[[str], None] | None = None, tty: bool = False, own_bound: bool = False) -> Validation:
     """Run the baseline's campaign on ``model`` into ``out_dir``, compare, and write the results."""
     from .campaign import run_campaign
 
     out_dir = Path(out_dir)
-    opts = options_from_baseline(baseline_dir, model, out_dir, card=card, trust_model=trust_model, profile=profile)
+    opts = options_from_baseline(baseline_dir, model, out_dir, card=card, trust_model=trust_model, profile=profile,
+                                 own_bound=own_bound)
     run_campaign(opts, echo=echo, tty=tty)
     comparison = compare_runs(baseline_dir, out_dir, thresholds or Thresholds())
     report = write_report(out_dir)

@@ -234,3 +234,33 @@ def test_validate_end_to_end_with_a_tiny_model(tmp_path):
     for name in ("report.html", "compare.json", "junit.xml", "summary.json"):
         assert (tmp_path / "cand" / name).is_file(), name
     assert (tmp_path / "cand" / "findings.jsonl").read_bytes() == (tmp_path / "base" / "findings.jsonl").read_bytes()
+
+
+def test_validate_judges_the_candidate_by_the_baselines_mse(tmp_path):
+    """A candidate worse on clean frames must not loosen its own lambda * MSE_orig bound."""
+    pytest.importorskip("deeptest_iot.campaign")
+    from deeptest_iot.validate import options_from_baseline
+
+    recorded = {"seed": 3, "strategy": "random", "budget": 40, "transforms": ["rain"],
+                "relation": {"name": "steering", "lambda": 5.0, "mse_orig": 2.5e-5}}
+    base = make_run(tmp_path / "base", [], {"rain": 40}, campaign=recorded)
+    assert options_from_baseline(base, "cand.keras", tmp_path / "out").mse_orig == 2.5e-5
+    assert options_from_baseline(base, "cand.keras", tmp_path / "out", own_bound=True).mse_orig is None
+
+
+def test_campaign_with_a_fixed_mse_orig_uses_it(tmp_path):
+    keras = pytest.importorskip("keras")
+    from deeptest_iot.campaign import CampaignOptions, run_campaign
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [33, 100]\n')
+    common = dict(model=str(path), n_seeds=4, budget=12, batch_size=12, transforms=("rain",), coverage=())
+    own = run_campaign(CampaignOptions(**common, out=str(tmp_path / "own"))).summary
+    fixed = run_campaign(CampaignOptions(**common, mse_orig=1e-9, out=str(tmp_path / "fixed"))).summary
+    assert own["campaign"]["relation"]["mse_orig"] > 1e-6  # an untrained model's own error on the seeds
+    assert fixed["campaign"]["relation"]["mse_orig"] == 1e-9
+    assert fixed["findings"] >= own["findings"]  # a tighter bound can only find more
+    assert fixed["findings"] == 12
