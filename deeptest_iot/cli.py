@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -25,6 +26,9 @@ SUBCOMMANDS = {
     "samples": (".cli_samples", "samples"),
 }
 
+# Subcommands that load a model (so import TensorFlow); the others stay fast.
+NEEDS_TENSORFLOW = {"inspect", "profile", "run", "samples", "validate"}
+
 
 class LazyGroup(click.Group):
     """A click group that imports a subcommand's module only when that subcommand runs."""
@@ -38,6 +42,11 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module, __package__), attr)
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx, args):
+        if args and args[0] in NEEDS_TENSORFLOW and not any(a in ("-h", "--help") for a in args[1:]):
+            quiet_tensorflow_start()
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -46,6 +55,10 @@ class LazyGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `deeptest-iot ... | head`: the reader left; no traceback, as any Unix tool
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
         except KeyboardInterrupt:
             click.echo("interrupted: results written so far are kept; rerun with --resume", err=True)
             ctx.exit(130)
@@ -56,6 +69,29 @@ class LazyGroup(click.Group):
             click.echo("internal error: this is a bug in deeptest-iot, please report it "
                        "with the traceback above", err=True)
             ctx.exit(3)
+
+
+def quiet_tensorflow_start() -> None:
+    """Import TensorFlow and find its devices with the process's stderr silenced.
+
+    TensorFlow 2.21 prints C++ start-up lines (no CUDA driver, oneDNN, absl) before Python logging
+    exists, whatever TF_CPP_MIN_LOG_LEVEL says; on a CLI they bury the one line that matters. A
+    failed import still raises, and is reported, after stderr is restored.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("DEEPTEST_TF_VERBOSE"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -109,3 +109,15 @@ def test_profile_command_writes_a_profile_run_picks_up(tmp_path):
     other = _save_small(tmp_path / "x")  # same architecture, other random weights
     with pytest.raises(ConfigError):
         Profile.load(prof_path, load_model(other).fingerprint, mut.layer_sizes)
+
+
+def test_real_process_prints_one_line_for_a_bad_model(tmp_path):
+    """No TensorFlow start-up chatter, no traceback: the user sees the one line that matters."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "deeptest_iot", "inspect", str(tmp_path / "missing.keras")],
+                         capture_output=True, text=True, env={k: v for k, v in __import__("os").environ.items()
+                                                              if k != "DEEPTEST_TF_VERBOSE"})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: model {tmp_path / 'missing.keras'}: no such file or directory"]
