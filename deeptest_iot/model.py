@@ -454,8 +454,21 @@ def _is_hdf5(path: Path) -> bool:
         return f.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
+MIN_KERAS = (3, 11, 3)  # earlier Keras 3 releases have known safe_mode bypasses
+
+
+def _check_keras_version(version: str) -> None:
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts < MIN_KERAS:
+        raise ModelError(f"Keras {version} is installed; deeptest-iot loads model files only with Keras >= "
+                         f"{'.'.join(map(str, MIN_KERAS))}, whose safe_mode has no known bypass "
+                         "(pip install -U 'keras>=3.11.3')")
+
+
 def _keras_load(path: Path, trust: bool, fmt: str):
     import keras
+
+    _check_keras_version(keras.__version__)
 
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust)

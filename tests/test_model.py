@@ -321,3 +321,13 @@ def test_onnx_model(tmp_path):
     path.write_bytes(b"not onnx at all")
     with pytest.raises(ModelError, match="ONNX"):
         load_model(path, RAW_CARD)
+
+
+def test_old_keras_with_safe_mode_bypasses_is_refused():
+    from deeptest_iot.model import _check_keras_version
+
+    _check_keras_version("3.11.3")
+    _check_keras_version("3.15.1")
+    for old in ("3.11.2", "3.8.0", "2.15.0"):
+        with pytest.raises(ModelError, match="3.11.3"):
+            _check_keras_version(old)
