@@ -91,37 +91,49 @@ class ModelUnderTest:
         self.fingerprint = fingerprint
         self.path = path
         self.batch_size = batch_size
-        self._preprocess_fn = None
+        self._functions: dict = {}
 
     # -- preprocessing -------------------------------------------------------------------------
     def _preprocess_tf(self, frames):
-        """Crop, resize, reorder channels and scale a uint8 batch, as TF ops (graph- or eager-mode)."""
+        """Crop, resize, reorder channels and scale a uint8 batch of a known frame size, as TF ops.
+
+        The frame size is static (one compiled function per size, see ``_function``), so the crop
+        and whether to resize at all are decided once, in Python: frames already at the network's
+        input size pay no resize.
+        """
         tf = _tf()
         card = self.card
-        shape = tf.shape(frames)
-        h = tf.cast(shape[1], tf.float32)
-        w = tf.cast(shape[2], tf.float32)
-        top, bottom, left, right = card.crop
-        y0 = tf.cast(tf.floor(top * h + 0.5), tf.int32)
-        y1 = tf.maximum(shape[1] - tf.cast(tf.floor(bottom * h + 0.5), tf.int32), y0 + 1)
-        x0 = tf.cast(tf.floor(left * w + 0.5), tf.int32)
-        x1 = tf.maximum(shape[2] - tf.cast(tf.floor(right * w + 0.5), tf.int32), x0 + 1)
-        x = tf.cast(frames[:, y0:y1, x0:x1, :], tf.float32)
-        x = tf.image.resize(x, card.input_size, method="bilinear")
+        h, w = int(frames.shape[1]), int(frames.shape[2])
+        y0, y1, x0, x1 = crop_box((h, w), card.crop)
+        if (y0, y1, x0, x1) != (0, h, 0, w):
+            frames = frames[:, y0:y1, x0:x1, :]
+        x = tf.cast(frames, tf.float32)
+        if (y1 - y0, x1 - x0) != tuple(card.input_size):
+            x = tf.image.resize(x, card.input_size, method="bilinear")
         if card.color == "bgr":
             x = x[..., ::-1]
         elif card.color == "gray":
             x = tf.image.rgb_to_grayscale(x)
-        return x * card.scale + card.offset
+        if card.scale != 1.0:
+            x = x * card.scale
+        if card.offset != 0.0:
+            x = x + card.offset
+        return x
+
+    def _function(self, kind: str, frame_hw: tuple[int, int], body):
+        """A tf.function of ``body(frames)`` for uint8 frames of one size, compiled once per (kind, size)."""
+        key = (kind, int(frame_hw[0]), int(frame_hw[1]))
+        fn = self._functions.get(key)
+        if fn is None:
+            tf = _tf()
+            spec = [tf.TensorSpec([None, key[1], key[2], 3], tf.uint8)]
+            fn = self._functions[key] = tf.function(body, input_signature=spec)
+        return fn
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """The network input (N, h, w, c) float32 the card makes of raw frames."""
         frames = check_frames(frames)
-        if self._preprocess_fn is None:
-            tf = _tf()
-            self._preprocess_fn = tf.function(
-                self._preprocess_tf, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
-        return self._preprocess_fn(frames).numpy()
+        return self._function("preprocess", frames.shape[1:3], self._preprocess_tf)(frames).numpy()
 
     # -- running -------------------------------------------------------------------------------
     @property
@@ -154,14 +166,14 @@ class ModelUnderTest:
             raw_parts.append(raw)
             act_parts.append(acts)
         if raw_parts:
-            raw = [np.concatenate(parts) for parts in zip(*raw_parts)]
+            raw = [_join(parts) for parts in zip(*raw_parts)]
         else:
             raw = self._empty_raw()
         activations = None
         if with_activations:
             names = [tap.name for tap in self.layers]
             if act_parts and act_parts[0]:
-                activations = {n: np.concatenate(parts).astype(np.float32, copy=False)
+                activations = {n: _join(parts).astype(np.float32, copy=False)
                                for n, parts in zip(names, zip(*act_parts))}
             else:
                 activations = {tap.name: np.zeros((0, tap.neurons), np.float32) for tap in self.layers}
@@ -247,6 +259,11 @@ class ModelUnderTest:
         return n / (time.perf_counter() - start)
 
 
+def _join(parts) -> np.ndarray:
+    """Concatenate per-batch arrays, without a copy when there was one batch."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _check_finite(arr: np.ndarray, name: str) -> None:
     if arr.size and not np.isfinite(arr).all():
         bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
@@ -310,8 +327,6 @@ class KerasModelUnderTest(ModelUnderTest):
             raise ConfigError(f"no layer of {model.name!r} matches include={list(include)} "
                               f"exclude={list(exclude)}; its layers are: "
                               + ", ".join(layer.name for layer in model.layers))
-        self._fn_full = None
-        self._fn_out = None
 
     @property
     def layers(self) -> list[LayerTap]:
@@ -321,27 +336,17 @@ class KerasModelUnderTest(ModelUnderTest):
     def output_names(self) -> list[str]:
         return [getattr(t, "name", str(i)) for i, t in enumerate(self.model.outputs)]
 
-    def _compiled(self, with_activations: bool):
-        tf = _tf()
-        spec = [tf.TensorSpec([None, None, None, 3], tf.uint8)]
+    def _compiled(self, with_activations: bool, frame_hw: tuple[int, int]):
+        """One compiled function per frame size: preprocessing and the model (with its taps) together."""
         if with_activations:
-            if self._fn_full is None:
-                tapped = self._tapped
-
-                def full(frames):
-                    return tapped(self._preprocess_tf(frames), training=False)
-                self._fn_full = tf.function(full, input_signature=spec)
-            return self._fn_full
-        if self._fn_out is None:
-            model = self.model
-
-            def plain(frames):
-                return model(self._preprocess_tf(frames), training=False)
-            self._fn_out = tf.function(plain, input_signature=spec)
-        return self._fn_out
+            tapped = self._tapped
+            return self._function("full", frame_hw,
+                                  lambda frames: tapped(self._preprocess_tf(frames), training=False))
+        model = self.model
+        return self._function("outputs", frame_hw, lambda frames: model(self._preprocess_tf(frames), training=False))
 
     def _forward(self, frames, with_activations):
-        outs = self._compiled(with_activations)(frames)
+        outs = self._compiled(with_activations, frames.shape[1:3])(_tf().convert_to_tensor(frames))
         outs = [o.numpy() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
         if with_activations:
             return outs[:self._n_outputs], outs[self._n_outputs:]
