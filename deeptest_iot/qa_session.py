@@ -1,0 +1,208 @@
+"""What one pytest session's model tests share: the loaded models and seeds, and a report per model.
+
+Each model a test uses gets a ``ModelRun``: a report folder in the campaign format (findings,
+``summary.json`` with ``campaign.strategy`` = ``"pytest"``, ``coverage.npz``) and the coverage
+tracked over everything the tests ran through it. Imports only the standard library at module level;
+TensorFlow and the rest of deeptest-iot load when a test first needs a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .plugin_settings import SAMPLE_PREFIX, Settings
+
+
+@dataclass
+class ModelRun:
+    """What the session's tests did with one model: its report folder, counters and coverage."""
+
+    mut: Any
+    folder: Path
+    writer: Any
+    stats: Any
+    tracker: Any = None
+    coverage_note: str = ""
+    transforms: list = field(default_factory=list)
+    relations: list = field(default_factory=list)
+    tests: dict = field(default_factory=dict)
+    case: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+
+class SessionState:
+    """Per-session state: settings, the loaded model and seeds, one ModelRun per model used."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.current = None  # the running test item
+        self.spent: dict[str, int] = {}  # test node id -> inputs checked
+        self.runs: dict[str, ModelRun] = {}  # fingerprint -> run
+        self.configured = None  # the model from --dt-model, once loaded
+        self.models: dict[Any, Any] = {}  # id(keras model) or resolved path -> ModelUnderTest
+        self._seeds = None
+        self.root_prepared = False
+
+    # models and seeds
+    def configured_model(self):
+        if self.configured is None:
+            s = self.settings
+            if s.model is None:
+                return None
+            from .cli_model import load_from_options
+
+            model = s.model
+            if isinstance(model, str):  # sample:NAME
+                from . import sample_models
+
+                model = sample_models.path(model[len(SAMPLE_PREFIX):])
+            self.configured = load_from_options(str(model), trust_model=s.trust)
+            self.models[str(Path(model).resolve())] = self.configured
+        return self.configured
+
+    def resolve_model(self, model):
+        """A ModelUnderTest for whatever a test passed: itself, a path, or a Keras model (loaded once)."""
+        from .model import ModelUnderTest, load_model
+
+        if isinstance(model, ModelUnderTest):
+            return model
+        if isinstance(model, (str, os.PathLike)):
+            key = str(Path(model).resolve())
+            if key not in self.models:
+                self.models[key] = load_model(key, trust=self.settings.trust)
+            return self.models[key]
+        key = id(model)
+        if key not in self.models:
+            self.models[key] = (model, load_model(model))  # keep the object alive so its id stays unique
+        return self.models[key][1]
+
+    def seeds(self):
+        if self._seeds is None:
+            from .seeds import generated_seeds, load_seeds
+
+            s = self.settings
+            if s.seeds is None and s.labels is None:
+                self._seeds = generated_seeds(s.n_seeds, seed=0)
+            else:
+                self._seeds = load_seeds(s.seeds, labels=s.labels)
+        return self._seeds
+
+    def seeds_description(self) -> str:
+        s = self.settings
+        if s.seeds is None and s.labels is None:
+            return f"generated:{s.n_seeds}"
+        return f"{s.seeds or s.labels.parent} ({len(self.seeds())} images)"
+
+    # runs
+    def run_for(self, mut) -> ModelRun:
+        if mut.fingerprint in self.runs:
+            return self.runs[mut.fingerprint]
+        from .results import CampaignStats, FindingsWriter
+
+        root = self.settings.report
+        if not self.root_prepared:
+            _prepare_folder(root)
+            models_dir = root / "models"
+            if models_dir.is_dir():
+                for sub in sorted(models_dir.iterdir()):
+                    if sub.is_dir():
+                        _prepare_folder(sub)
+            self.root_prepared = True
+        configured = self.configured_model() if self.settings.model is not None else None
+        owns_root = (configured.fingerprint == mut.fingerprint if configured is not None
+                     else not any(r.folder == root for r in self.runs.values()))
+        if owns_root:
+            folder = root
+        else:
+            fp = mut.fingerprint.split(":")[-1][:12]
+            folder = root / "models" / f"{_safe(mut.name)}-{fp}"
+            _prepare_folder(folder)
+        run = ModelRun(mut=mut, folder=folder, writer=FindingsWriter(folder), stats=CampaignStats())
+        self._start_coverage(run)
+        self.runs[mut.fingerprint] = run
+        return run
+
+    def _start_coverage(self, run: ModelRun) -> None:
+        mut, specs = run.mut, self.settings.coverage
+        if not specs:
+            run.coverage_note = "coverage not tracked (deeptest_coverage = none)"
+            return
+        if not mut.supports_coverage or not mut.layer_sizes:
+            run.coverage_note = f"coverage not tracked: {mut.name!r} is a {mut.kind} model without readable layers"
+            return
+        from .coverage import CoverageTracker, Profile, parse_specs
+
+        profile = None
+        if any(s.kind in ("kmnc", "nbc", "snac") for s in parse_specs(specs)):
+            beside = Path(mut.path).with_suffix(".profile.npz") if mut.path else None
+            if beside is not None and beside.is_file():
+                profile = Profile.load(beside, mut.fingerprint, mut.layer_sizes)
+                run.coverage_note = f"profile: {beside}"
+            else:
+                acts = mut.run(self.seeds().images, with_activations=True).activations
+                profile = Profile.from_batches([acts], mut.fingerprint, mut.layer_sizes)
+                run.coverage_note = f"profile: the session's seeds ({self.seeds_description()})"
+        run.tracker = CoverageTracker(specs, mut.layer_sizes, profile, fingerprint=mut.fingerprint)
+
+    def write_summary(self, run: ModelRun, status: str) -> None:
+        from . import __version__
+        from .campaign import _libraries
+        from .results import write_summary
+
+        mut = run.mut
+        model = {"path": mut.path, "name": mut.name, "fingerprint": mut.fingerprint, "task": mut.card.task,
+                 "card": mut.card.to_dict(), "units": mut.card.units, "classes": list(mut.card.classes),
+                 "layers": mut.layer_sizes, "neurons": mut.neurons}
+        campaign = {"seed": 0, "strategy": "pytest", "budget": self.settings.budget,
+                    "seeds": self.seeds_description(), "transforms": sorted(set(run.transforms)),
+                    "coverage": list(self.settings.coverage) if run.tracker is not None else [],
+                    "relation": run.relations[0] if run.relations else None,
+                    "relations": run.relations, "tests": len(run.tests)}
+        summary = {"format": 1, "tool": {"name": "deeptest-iot", "version": __version__},
+                   "libraries": _libraries(), "model": model, "campaign": campaign, "status": status,
+                   "inputs_tried": run.stats.tried, "inputs_rejected": 0, "findings": run.stats.found,
+                   "duration_s": round(time.perf_counter() - run.start, 3), **run.stats.tables(),
+                   "coverage": run.tracker.summary()["criteria"] if run.tracker is not None else {},
+                   "coverage_growth": run.stats.growth if run.tracker is not None else [],
+                   "tests": run.tests}
+        write_summary(run.folder, summary)
+
+    def finish(self) -> None:
+        """Close every model's report: save its coverage and mark its summary complete."""
+        for run in self.runs.values():
+            if run.tracker is not None:
+                run.tracker.save(run.folder / "coverage.npz")
+            self.write_summary(run, "complete")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name)) or "model"
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Make ``folder`` ready for this session: remove a previous pytest session's report, refuse others."""
+    from .errors import ConfigError
+
+    summary, findings = folder / "summary.json", folder / "findings.jsonl"
+    if summary.is_file():
+        try:
+            strategy = (json.loads(summary.read_text(encoding="utf-8")).get("campaign") or {}).get("strategy")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            strategy = "unreadable"
+        if strategy != "pytest":
+            raise ConfigError(f"report folder {folder} holds a deeptest-iot campaign (strategy {strategy!r}), "
+                              "not a pytest report; choose another --dt-report / deeptest_report "
+                              "(deeptest-iot never overwrites campaign results)")
+        for name in ("findings.jsonl", "summary.json", "coverage.npz"):
+            (folder / name).unlink(missing_ok=True)
+        for png in (folder / "images").glob("f*_*.png"):
+            if png.stem.endswith(("_orig", "_trans")):
+                png.unlink()
+    elif findings.is_file() and findings.stat().st_size:
+        raise ConfigError(f"report folder {folder} holds findings.jsonl but no summary.json (a killed campaign?); "
+                          "choose another --dt-report / deeptest_report")
