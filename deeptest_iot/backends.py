@@ -26,6 +26,16 @@ def _task_or_infer(card: ModelCard, first_output_shape, name: str) -> ModelCard:
     raise ModelError(f"cannot tell the task of model {name!r} from its outputs; set task in its model card")
 
 
+def _image_input_shape(path: Path, n_inputs: int, shape) -> tuple:
+    """The one input's shape, refused clearly when there are several inputs or it is not (N, H, W, C)."""
+    if n_inputs != 1:
+        raise UnsupportedError(f"model {path} has {n_inputs} inputs; deeptest-iot tests models with one image input")
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ModelError(f"model {path}: input shape {shape} is not an image batch (N, H, W, C)")
+    return shape
+
+
 class SavedModelUnderTest(ModelUnderTest):
     """A TF SavedModel's serving signature."""
 
@@ -43,13 +53,8 @@ class SavedModelUnderTest(ModelUnderTest):
         self._loaded = loaded
         self._fn = loaded.signatures["serving_default"]
         _, kwargs = self._fn.structured_input_signature
-        if len(kwargs) != 1:
-            raise UnsupportedError(f"model {path} has {len(kwargs)} inputs; deeptest-iot tests models with one "
-                                   "image input")
-        (self._input_name, spec), = kwargs.items()
-        shape = tuple(spec.shape)
-        if len(shape) != 4:
-            raise ModelError(f"model {path}: input shape {shape} is not an image batch (N, H, W, C)")
+        self._input_name, spec = next(iter(kwargs.items()), (None, None))
+        shape = _image_input_shape(path, len(kwargs), spec.shape if spec is not None else ())
         self._out_names = sorted(self._fn.structured_outputs)
         super().__init__(card, shape[1:], path.name, fingerprint, str(path), batch_size)
         first = tuple(self._fn.structured_outputs[self._out_names[0]].shape)
@@ -84,13 +89,8 @@ class TFLiteModelUnderTest(ModelUnderTest):
             raise ModelError(f"model {path}: not a valid .tflite model (truncated or corrupt?): "
                              f"{_first_line(str(exc))}") from None
         inputs = self._interp.get_input_details()
-        if len(inputs) != 1:
-            raise UnsupportedError(f"model {path} has {len(inputs)} inputs; deeptest-iot tests models with one "
-                                   "image input")
+        shape = _image_input_shape(path, len(inputs), (int(d) for d in inputs[0]["shape"]) if inputs else ())
         self._input = inputs[0]
-        shape = tuple(int(d) for d in self._input["shape"])
-        if len(shape) != 4:
-            raise ModelError(f"model {path}: input shape {shape} is not an image batch (N, H, W, C)")
         self._batch = None
         super().__init__(card, shape[1:], path.name, fingerprint, str(path), batch_size)
         outs = self._interp.get_output_details()
@@ -132,13 +132,9 @@ class OnnxModelUnderTest(ModelUnderTest):
             raise ModelError(f"model {path}: not a valid ONNX model (truncated or corrupt?): "
                              f"{_first_line(str(exc))}") from None
         inputs = self._sess.get_inputs()
-        if len(inputs) != 1:
-            raise UnsupportedError(f"model {path} has {len(inputs)} inputs; deeptest-iot tests models with one "
-                                   "image input")
+        shape = _image_input_shape(path, len(inputs),
+                                   (d if isinstance(d, int) else None for d in inputs[0].shape) if inputs else ())
         self._input_name = inputs[0].name
-        shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
-        if len(shape) != 4:
-            raise ModelError(f"model {path}: input shape {shape} is not an image batch (N, H, W, C)")
         self._nchw = shape[1] in (1, 3) and shape[3] not in (1, 3)
         hwc = (shape[2], shape[3], shape[1]) if self._nchw else shape[1:]
         super().__init__(card, hwc, path.name, fingerprint, str(path), batch_size)
