@@ -141,14 +141,15 @@ def test_same_seed_same_findings_byte_for_byte(workdir, tmp_path, strategy):
     assert len(_findings(a)) > 0
 
 
-def test_resume_after_interruption_gives_the_same_findings(workdir, tmp_path):
+@pytest.mark.parametrize("strategy", ["deeptest", "random"])  # random builds the next batch ahead
+def test_resume_after_interruption_gives_the_same_findings(workdir, tmp_path, strategy):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    run_campaign(_opts(workdir, whole, strategy="deeptest", budget=80))
-    run_campaign(_opts(workdir, parts, strategy="deeptest", budget=80), stop_after_batches=2)
+    run_campaign(_opts(workdir, whole, strategy=strategy, budget=80))
+    run_campaign(_opts(workdir, parts, strategy=strategy, budget=80), stop_after_batches=2)
     # A kill in the middle of the next batch leaves a torn line after the checkpoint.
     with open(parts / "findings.jsonl", "ab") as f:
         f.write(b'{"id": "f999999", "relation": "stee')
-    result = run_campaign(_opts(workdir, parts, strategy="deeptest", budget=80, resume=True))
+    result = run_campaign(_opts(workdir, parts, strategy=strategy, budget=80, resume=True))
     assert result.summary["status"] == "complete" and result.summary["inputs_tried"] == 80
     assert (whole / "findings.jsonl").read_bytes() == (parts / "findings.jsonl").read_bytes()
     sw, sp = (json.loads((d / "summary.json").read_text()) for d in (whole, parts))
