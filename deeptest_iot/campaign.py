@@ -11,7 +11,6 @@ import dataclasses
 import os
 import platform
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ConfigError, InputError
+from .fileio import read_toml
 from .results import (CHECKPOINT, FINDINGS, CampaignStats, FindingsWriter, finding_record, read_checkpoint,
                       write_checkpoint, write_summary)
 from .search import Case, make_strategy
@@ -93,12 +93,7 @@ class CampaignOptions:
         """Options from a TOML config (a ``[run]`` table or top-level keys), overridden by CLI values."""
         values: dict[str, Any] = {}
         if config_file:
-            try:
-                data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ConfigError(f"config file {config_file}: no such file") from None
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"config file {config_file}: not valid TOML: {exc}") from None
+            data = read_toml(config_file, "config file")
             table = data.get("run", {k: v for k, v in data.items() if not isinstance(v, dict)})
             unknown = sorted(set(table) - set(cls.fields()))
             if unknown:

@@ -7,11 +7,11 @@ options, or inferred from the model's input shape when neither says otherwise.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fileio import read_toml
 
 TASKS = ("steering", "classification", "detection")
 COLORS = ("rgb", "bgr", "gray")
@@ -84,14 +84,7 @@ class ModelCard:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "ModelCard":
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"model card {path}: no such file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"model card {path}: not valid TOML: {exc}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_toml(path, "model card"), source=str(path))
 
     def replace(self, **changes: Any) -> "ModelCard":
         return dataclasses.replace(self, **changes)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fileio import read_toml
 from .run_folder import open_run, transform_table
 
 EPS = 1e-12
@@ -78,13 +78,7 @@ class Thresholds:
 
 def read_compare_table(path: str | Path) -> dict:
     """The ``[compare]`` table of a TOML file ({} when the file has none)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "config file")
     table = data.get("compare", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [compare] must be a table")

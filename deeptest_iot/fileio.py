@@ -1,10 +1,12 @@
-"""Atomic file writes (temp file in the same folder + rename), so a killed run never leaves a broken file."""
+"""File helpers: atomic writes (temp file + rename, so a killed run never leaves a broken file) and
+TOML reading whose errors a user can act on."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,3 +51,15 @@ def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, durable: bool = True) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n", durable=durable)
+
+
+def read_toml(path: str | os.PathLike, what: str) -> dict:
+    """The parsed TOML file ``path``; a missing or malformed file is a ConfigError naming ``what`` it was."""
+    from .errors import ConfigError
+
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: not valid TOML: {exc}") from None

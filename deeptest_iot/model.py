@@ -67,6 +67,32 @@ def check_frames(frames: Any) -> np.ndarray:
     return frames
 
 
+def preprocess_tf(frames, card: ModelCard):
+    """Crop, resize, reorder channels and scale a uint8 batch of a known frame size, as TF ops.
+
+    The one definition of "what the network sees": ``run`` compiles it into the model's graph and
+    the sample models' training uses it eagerly. The frame size is static, so the crop and whether
+    to resize at all are decided in Python: frames already at the input size pay no resize.
+    """
+    tf = _tf()
+    h, w = int(frames.shape[1]), int(frames.shape[2])
+    y0, y1, x0, x1 = crop_box((h, w), card.crop)
+    if (y0, y1, x0, x1) != (0, h, 0, w):
+        frames = frames[:, y0:y1, x0:x1, :]
+    x = tf.cast(frames, tf.float32)
+    if (y1 - y0, x1 - x0) != tuple(card.input_size):
+        x = tf.image.resize(x, card.input_size, method="bilinear")
+    if card.color == "bgr":
+        x = x[..., ::-1]
+    elif card.color == "gray":
+        x = tf.image.rgb_to_grayscale(x)
+    if card.scale != 1.0:
+        x = x * card.scale
+    if card.offset != 0.0:
+        x = x + card.offset
+    return x
+
+
 class ModelUnderTest:
     """Common part of every backend: the card, preprocessing, output decoding and checks."""
 
@@ -95,30 +121,8 @@ class ModelUnderTest:
 
     # -- preprocessing -------------------------------------------------------------------------
     def _preprocess_tf(self, frames):
-        """Crop, resize, reorder channels and scale a uint8 batch of a known frame size, as TF ops.
-
-        The frame size is static (one compiled function per size, see ``_function``), so the crop
-        and whether to resize at all are decided once, in Python: frames already at the network's
-        input size pay no resize.
-        """
-        tf = _tf()
-        card = self.card
-        h, w = int(frames.shape[1]), int(frames.shape[2])
-        y0, y1, x0, x1 = crop_box((h, w), card.crop)
-        if (y0, y1, x0, x1) != (0, h, 0, w):
-            frames = frames[:, y0:y1, x0:x1, :]
-        x = tf.cast(frames, tf.float32)
-        if (y1 - y0, x1 - x0) != tuple(card.input_size):
-            x = tf.image.resize(x, card.input_size, method="bilinear")
-        if card.color == "bgr":
-            x = x[..., ::-1]
-        elif card.color == "gray":
-            x = tf.image.rgb_to_grayscale(x)
-        if card.scale != 1.0:
-            x = x * card.scale
-        if card.offset != 0.0:
-            x = x + card.offset
-        return x
+        """The card's preprocessing as TF ops, for frames of one static size (see ``_function``)."""
+        return preprocess_tf(frames, self.card)
 
     def _function(self, kind: str, frame_hw: tuple[int, int], body):
         """A tf.function of ``body(frames)`` for uint8 frames of one size, compiled once per (kind, size)."""

@@ -68,19 +68,12 @@ def setup_determinism(seed: int = 0) -> None:
 
 
 def preprocess(frames: np.ndarray, card: dict, batch: int = 512) -> np.ndarray:
-    """Network input the way deeptest_iot.model builds it: crop fractions (rounded to the nearest
-    pixel), TF bilinear resize, then ``pixel * scale + offset``; float32."""
-    import tensorflow as tf
+    """Network input exactly as deeptest_iot.model feeds the model (its ``preprocess_tf``), in batches."""
+    from deeptest_iot.card import ModelCard
+    from deeptest_iot.model import preprocess_tf
 
-    h, w = frames.shape[1:3]
-    top, bottom, left, right = card["crop"]
-    y0, y1 = int(np.floor(top * h + 0.5)), h - int(np.floor(bottom * h + 0.5))
-    x0, x1 = int(np.floor(left * w + 0.5)), w - int(np.floor(right * w + 0.5))
-    out = []
-    for i in range(0, len(frames), batch):
-        x = tf.cast(frames[i:i + batch, y0:y1, x0:x1], tf.float32)
-        x = tf.image.resize(x, card["input_size"], method="bilinear")
-        out.append((x * card["scale"] + card["offset"]).numpy())
+    model_card = ModelCard.from_dict(card, source="sample_models/train.py")
+    out = [preprocess_tf(frames[i:i + batch], model_card).numpy() for i in range(0, len(frames), batch)]
     return np.concatenate(out) if out else np.zeros((0, *card["input_size"], 3), np.float32)
 
 
