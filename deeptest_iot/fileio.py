@@ -60,6 +60,6 @@ def read_toml(path: str | os.PathLike, what: str) -> dict:
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{what} {path}: no such file") from None
+        raise ConfigError(f"{what} {path}: file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path}: not valid TOML: {exc}") from None
