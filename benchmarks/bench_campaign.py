@@ -23,11 +23,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from deeptest_iot import sample_models  # noqa: E402
-from deeptest_iot.campaign import CampaignOptions, build_images, generated_frame_size, run_campaign  # noqa: E402
+from deeptest_iot.engine.campaign import CampaignOptions, build_images, generated_frame_size, run_campaign  # noqa: E402
 from deeptest_iot.coverage import CoverageTracker  # noqa: E402
-from deeptest_iot.model import load_model  # noqa: E402
-from deeptest_iot.search import make_strategy  # noqa: E402
-from deeptest_iot.seeds import generated_seeds  # noqa: E402
+from deeptest_iot.model.core import load_model  # noqa: E402
+from deeptest_iot.engine.search import make_strategy  # noqa: E402
+from deeptest_iot.data.seeds import generated_seeds  # noqa: E402
 
 NC = 0.5
 

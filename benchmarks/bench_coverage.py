@@ -148,8 +148,8 @@ def model_saturation(model_path, n_frames=600, checkpoints=(20, 100, 300, 600), 
     transform from the registry), profile from ``<model>.profile.npz`` when it is there."""
     from pathlib import Path
 
-    from deeptest_iot import scenes
-    from deeptest_iot.model import load_model
+    from deeptest_iot.data import scenes
+    from deeptest_iot.model.core import load_model
     from deeptest_iot.transforms import REGISTRY
 
     mut = load_model(model_path)

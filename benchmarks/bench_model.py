@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from deeptest_iot.model import load_model  # noqa: E402
+from deeptest_iot.model.core import load_model  # noqa: E402
 
 
 def dave2() -> keras.Model:

@@ -11,7 +11,7 @@ import time
 
 import cv2
 
-from deeptest_iot.scenes import generate, sign_crops
+from deeptest_iot.data.scenes import generate, sign_crops
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deeptest_iot.scenes import generate  # noqa: E402
+from deeptest_iot.data.scenes import generate  # noqa: E402
 from deeptest_iot.transforms import REGISTRY, get  # noqa: E402
 
 GOAL = 5000

@@ -120,10 +120,10 @@ def network_inputs(mut, frames: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 def heldout_transformed(n: int, seed: int, hw: tuple[int, int]):
     """``n`` cases drawn as the random strategy draws campaign mutants, on fresh scenes of ``seed``."""
-    from deeptest_iot.campaign import build_images
-    from deeptest_iot.oracles import is_horizontal_flip
-    from deeptest_iot.scenes import generate
-    from deeptest_iot.search import make_strategy
+    from deeptest_iot.engine.campaign import build_images
+    from deeptest_iot.tasks.oracles import is_horizontal_flip
+    from deeptest_iot.data.scenes import generate
+    from deeptest_iot.engine.search import make_strategy
     from deeptest_iot.transforms import REGISTRY
 
     scenes = generate(n, seed=seed, height=hw[0], width=hw[1])
@@ -189,8 +189,8 @@ def save_profile(path: Path) -> None:
     """The activation profile beside the fine-tuned model, made like the shipped one (the first 2000
     training frames of the original model, scene seed 1000 at 160x320)."""
     from deeptest_iot.coverage import Profile
-    from deeptest_iot.model import load_model
-    from deeptest_iot.scenes import generate
+    from deeptest_iot.model.core import load_model
+    from deeptest_iot.data.scenes import generate
 
     mut = load_model(path)
     frames = generate(2000, seed=ORIGINAL_TRAIN_SEED, height=CARD_TEST_HW[0], width=CARD_TEST_HW[1]).images
@@ -221,7 +221,7 @@ def paired(before_pred, after_pred, labels, n_boot: int, seed: int) -> dict:
 
 
 def run_fresh_campaign(model_path: Path, name: str, a: argparse.Namespace, work: Path) -> dict:
-    from deeptest_iot.campaign import CampaignOptions, run_campaign
+    from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
     opts = CampaignOptions(model=str(model_path), strategy=a.strategy, budget=a.budget, n_seeds=a.n_seeds,
                            seed=a.fresh_seed, out=str(work / f"fresh-{name}"))
@@ -232,10 +232,10 @@ def common_bound_rates(models: dict, summaries: dict, a: argparse.Namespace, hw)
     """Rebuild the fresh campaign's inputs (strategies without feedback try the same inputs whatever the
     model), check that the rebuilt verdicts match each campaign's own count, and judge both models at
     the original model's bound."""
-    from deeptest_iot.campaign import build_images
-    from deeptest_iot.oracles import make_oracle
-    from deeptest_iot.search import make_strategy
-    from deeptest_iot.seeds import generated_seeds
+    from deeptest_iot.engine.campaign import build_images
+    from deeptest_iot.tasks.oracles import make_oracle
+    from deeptest_iot.engine.search import make_strategy
+    from deeptest_iot.data.seeds import generated_seeds
     from deeptest_iot.transforms import REGISTRY
 
     strategy = make_strategy(a.strategy, a.n_seeds, list(REGISTRY), a.fresh_seed)
@@ -275,10 +275,10 @@ def main(argv=None) -> dict:
     tf.config.experimental.enable_op_determinism()
 
     from deeptest_iot import sample_models
-    from deeptest_iot.campaign import CampaignOptions, generated_frame_size, run_campaign
-    from deeptest_iot.export import export_findings
-    from deeptest_iot.model import load_model
-    from deeptest_iot.scenes import generate
+    from deeptest_iot.engine.campaign import CampaignOptions, generated_frame_size, run_campaign
+    from deeptest_iot.results.export import export_findings
+    from deeptest_iot.model.core import load_model
+    from deeptest_iot.data.scenes import generate
 
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="retrain_loop-"))
     for sub in ("campaign", "export", "fresh-original", "fresh-finetuned", "finetuned.keras"):

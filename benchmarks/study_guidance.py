@@ -17,7 +17,7 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from deeptest_iot.campaign import CampaignOptions, run_campaign  # noqa: E402
+from deeptest_iot.engine.campaign import CampaignOptions, run_campaign  # noqa: E402
 
 CRITERIA = ("nc:0.2", "nc:0.5", "nc:0.75", "kmnc:10", "nbc")
 

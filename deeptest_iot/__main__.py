@@ -1,3 +1,3 @@
-from .cli import main
+from deeptest_iot.cli import main
 
 main()

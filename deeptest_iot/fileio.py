@@ -55,7 +55,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2,
 
 def read_toml(path: str | os.PathLike, what: str) -> dict:
     """The parsed TOML file ``path``; a missing or malformed file is a ConfigError naming ``what`` it was."""
-    from .errors import ConfigError
+    from deeptest_iot.errors import ConfigError
 
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Train the shipped sample models from scratch, reproducibly, on generated scenes.
 
-One function per model; each generates its data with ``deeptest_iot.scenes``, trains with fixed
+One function per model; each generates its data with ``deeptest_iot.data.scenes``, trains with fixed
 seeds and deterministic TensorFlow ops, measures its quality on a held-out set drawn from a
 different scene seed, and writes ``<name>.keras``, the model card ``<name>.toml`` and
 ``<name>.json`` (measured quality, how it was measured, training time) into ``out``.
@@ -33,7 +33,7 @@ TRAIN_SEED, VAL_SEED, TEST_SEED = 1000, 2000, 3000
 FRAME_HW = (160, 320)
 
 # Model cards (docs/interfaces.md). The training code feeds the networks exactly what
-# deeptest_iot.model feeds them: crop by the card's fractions, bilinear resize, pixel*scale+offset.
+# deeptest_iot.model.core feeds them: crop by the card's fractions, bilinear resize, pixel*scale+offset.
 CARDS = {
     "dave2_steering": {
         "task": "steering", "input_size": [66, 200], "color": "rgb", "crop": [0.3, 0.0, 0.0, 0.0],
@@ -68,9 +68,9 @@ def setup_determinism(seed: int = 0) -> None:
 
 
 def preprocess(frames: np.ndarray, card: dict, batch: int = 512) -> np.ndarray:
-    """Network input exactly as deeptest_iot.model feeds the model (its ``preprocess_tf``), in batches."""
-    from deeptest_iot.card import ModelCard
-    from deeptest_iot.model import preprocess_tf
+    """Network input exactly as deeptest_iot.model.core feeds the model (its ``preprocess_tf``), in batches."""
+    from deeptest_iot.model.card import ModelCard
+    from deeptest_iot.model.core import preprocess_tf
 
     model_card = ModelCard.from_dict(card, source="sample_models/train.py")
     out = [preprocess_tf(frames[i:i + batch], model_card).numpy() for i in range(0, len(frames), batch)]
@@ -109,10 +109,10 @@ def _save(model, name: str, out: Path, quality: dict, seconds: float, notes: str
 
 def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256) -> Path | None:
     """Profile of the saved model's training activations (``NAME.profile.npz``), made through
-    ``deeptest_iot.model.load_model`` and ``deeptest_iot.coverage.Profile`` so that it carries the
+    ``deeptest_iot.model.core.load_model`` and ``deeptest_iot.coverage.Profile`` so that it carries the
     fingerprint and layers those give. ``frames`` are raw uint8 RGB training frames."""
     from deeptest_iot.coverage import Profile
-    from deeptest_iot.model import load_model
+    from deeptest_iot.model.core import load_model
 
     out = Path(out)
     mut = load_model(out / f"{name}.keras")
@@ -129,7 +129,7 @@ def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256) -> 
     rec["profile"] = {"file": path.name, "frames": int(len(frames)), "neurons": int(mut.neurons),
                       "layers": list(mut.layer_sizes),
                       "how": f"activations of the first {len(frames)} training frames (scene seed "
-                             f"{TRAIN_SEED}) through deeptest_iot.model.load_model(...).run"}
+                             f"{TRAIN_SEED}) through deeptest_iot.model.core.load_model(...).run"}
     atomic_write_json(rec_path, rec)
     return path
 
@@ -229,7 +229,7 @@ def train_dave2_steering(out: Path = HERE, n_train: int = 14000, epochs: int = 1
     var = float(np.var(yte))
     quality = {"heldout_mse": mse, "label_variance": var, "mse_over_variance": mse / var,
                "heldout_frames": len(yte)}
-    notes = (f"held-out MSE in rad^2 on {len(yte)} generated 160x320 scenes (deeptest_iot.scenes.generate, "
+    notes = (f"held-out MSE in rad^2 on {len(yte)} generated 160x320 scenes (deeptest_iot.data.scenes.generate, "
              f"seed {TEST_SEED}), preprocessed by the model card; bar: MSE <= 10% of the label variance. "
              f"Trained on {n_train} scenes (seed {TRAIN_SEED}), {epochs} epochs, Adam with cosine decay.")
     _save(model, "dave2_steering", Path(out), quality, time.perf_counter() - t0, notes)
@@ -278,7 +278,7 @@ def train_sign_classifier(out: Path = HERE, n_train: int = 12000, epochs: int = 
     acc = float(np.mean(pred == yte))
     per_class = {c: float(np.mean(pred[yte == i] == i)) for i, c in enumerate(scenes.SIGN_CLASSES)}
     quality = {"heldout_accuracy": acc, "per_class_accuracy": per_class, "heldout_crops": len(yte)}
-    notes = (f"top-1 accuracy on {len(yte)} held-out 32x32 crops (deeptest_iot.scenes.sign_crops, seed "
+    notes = (f"top-1 accuracy on {len(yte)} held-out 32x32 crops (deeptest_iot.data.scenes.sign_crops, seed "
              f"{TEST_SEED}, balanced over {len(scenes.SIGN_CLASSES)} classes); bar: >= 95%. Trained on "
              f"{n_train} crops (seed {TRAIN_SEED}), {epochs} epochs.")
     _save(model, "sign_classifier", Path(out), quality, time.perf_counter() - t0, notes)
@@ -293,7 +293,7 @@ def build_tiny_detector(input_hw=(128, 256), n_classes: int = 3):
     """A single-shot grid detector (stride 8, ~160k weights): seven 3x3 conv layers (one dilated
     for context) and four 1x1 heads for objectness, centre offset, sqrt box size and class
     probabilities, concatenated into one (N, H/8, W/8, 5 + C) output that
-    ``deeptest_iot.detection.decode_grid`` reads. No batch norm: it halves CPU training speed."""
+    ``deeptest_iot.tasks.boxes.decode_grid`` reads. No batch norm: it halves CPU training speed."""
     import keras
     from keras import layers
 
@@ -336,7 +336,7 @@ def detector_data(n: int, seed: int, start: int = 0):
     sy, sx = ih / FRAME_HW[0], iw / FRAME_HW[1]
     boxes = [bx * np.array([sx, sy, sx, sy], np.float32) for bx in b.boxes]
     classes = [DETECTOR_CLASS_OF_SCENE_CLASS[c] for c in b.classes]
-    from deeptest_iot.detection import encode_grid
+    from deeptest_iot.tasks.boxes import encode_grid
 
     y = np.stack([encode_grid(bx, c, input_hw=(ih, iw), grid_hw=(ih // 8, iw // 8), n_classes=3)
                   for bx, c in zip(boxes, classes)])
@@ -344,7 +344,7 @@ def detector_data(n: int, seed: int, start: int = 0):
 
 
 def evaluate_detector(model, x, boxes, classes, score_threshold: float) -> dict:
-    from deeptest_iot.detection import decode_grid, mean_average_precision
+    from deeptest_iot.tasks.boxes import decode_grid, mean_average_precision
 
     raw = np.concatenate([model.predict_on_batch(x[i:i + 128].astype(np.float32)) for i in range(0, len(x), 128)])
     dets = decode_grid([raw], input_hw=CARDS["tiny_detector"]["input_size"], score_threshold=score_threshold)
@@ -379,7 +379,7 @@ def train_tiny_detector(out: Path = HERE, chunk: int = 5000, epochs: int = 22, v
     quality["map50_at_card_threshold"] = evaluate_detector(
         model, xte, bte, cte, CARDS["tiny_detector"]["score_threshold"])["map50"]
     quality["heldout_frames"] = len(xte)
-    notes = (f"VOC mAP@0.5 (deeptest_iot.detection.mean_average_precision) over car, pedestrian, sign on "
+    notes = (f"VOC mAP@0.5 (deeptest_iot.tasks.boxes.mean_average_precision) over car, pedestrian, sign on "
              f"{len(xte)} held-out generated scenes (seed {TEST_SEED}), detections decoded at score >= 0.05 "
              f"(and, as map50_at_card_threshold, at the card's score_threshold); boxes compared in "
              f"network-input pixels; bar: mAP@0.5 >= 0.7. Trained on {epochs} x {chunk} fresh scenes "

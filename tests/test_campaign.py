@@ -17,11 +17,11 @@ from click.testing import CliRunner
 
 keras = pytest.importorskip("keras")
 
-from deeptest_iot.campaign import CampaignOptions, run_campaign  # noqa: E402
+from deeptest_iot.engine.campaign import CampaignOptions, run_campaign  # noqa: E402
 from deeptest_iot.cli import main  # noqa: E402
 from deeptest_iot.errors import ConfigError  # noqa: E402
-from deeptest_iot.scenes import generate  # noqa: E402
-from deeptest_iot.seeds import load_seeds  # noqa: E402
+from deeptest_iot.data.scenes import generate  # noqa: E402
+from deeptest_iot.data.seeds import load_seeds  # noqa: E402
 
 
 def _mean_intensity_model(path: Path) -> Path:

@@ -90,7 +90,7 @@ def test_bad_card_value_exit_2(tmp_path):
 
 def test_profile_command_writes_a_profile_run_picks_up(tmp_path):
     from deeptest_iot.coverage import Profile
-    from deeptest_iot.model import load_model
+    from deeptest_iot.model.core import load_model
 
     path = _save_small(tmp_path)
     result = _invoke(["profile", str(path), "--n-seeds", "20"])
@@ -100,7 +100,7 @@ def test_profile_command_writes_a_profile_run_picks_up(tmp_path):
     prof = Profile.load(prof_path, mut.fingerprint, mut.layer_sizes)
     assert prof.count == 20
     # The profile's range is the range of the activations on those frames.
-    from deeptest_iot.scenes import generate
+    from deeptest_iot.data.scenes import generate
 
     acts = mut.run(generate(20, seed=0).images).activations
     np.testing.assert_allclose(prof.low["conv"], acts["conv"].min(axis=0), rtol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from deeptest_iot.cli import main
-from deeptest_iot.compare import IncomparableRunsError, Thresholds, compare_runs
+from deeptest_iot.results.compare import IncomparableRunsError, Thresholds, compare_runs
 from deeptest_iot.errors import ConfigError, InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
@@ -171,8 +171,8 @@ def test_model_specific_settings_may_differ(baseline, tmp_path):
 
 
 def test_validate_options_come_from_the_baseline_except_the_model(tmp_path):
-    campaign = pytest.importorskip("deeptest_iot.campaign")
-    from deeptest_iot.validate import options_from_baseline
+    campaign = pytest.importorskip("deeptest_iot.engine.campaign")
+    from deeptest_iot.engine.nightly import options_from_baseline
 
     recorded = {"model": "base.keras", "card": "base.toml", "profile": "base.profile.npz", "trust_model": True,
                 "seed": 3, "strategy": "sweep", "n_seeds": 7, "transforms": ["rain"], "coverage": ["nc:0.5"],
@@ -191,8 +191,8 @@ def test_validate_options_come_from_the_baseline_except_the_model(tmp_path):
 
 
 def test_validate_refuses_a_baseline_it_cannot_reproduce(tmp_path):
-    pytest.importorskip("deeptest_iot.campaign")
-    from deeptest_iot.validate import options_from_baseline
+    pytest.importorskip("deeptest_iot.engine.campaign")
+    from deeptest_iot.engine.nightly import options_from_baseline
 
     old = make_run(tmp_path / "old", [], {"rain": 4}, tool={"version": "0.0.1"})
     with pytest.raises(IncomparableRunsError, match="made by deeptest-iot 0.0.1"):
@@ -216,7 +216,7 @@ def test_without_recorded_budgets_different_sizes_are_incomparable(tmp_path):
 def test_validate_end_to_end_with_a_tiny_model(tmp_path):
     """run a baseline campaign, then validate the same model (exit 0) through the CLI."""
     keras = pytest.importorskip("keras")
-    from deeptest_iot.campaign import CampaignOptions, run_campaign
+    from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.Conv2D(4, 5, strides=3, activation="relu"),
@@ -238,8 +238,8 @@ def test_validate_end_to_end_with_a_tiny_model(tmp_path):
 
 def test_validate_judges_the_candidate_by_the_baselines_mse(tmp_path):
     """A candidate worse on clean frames must not loosen its own lambda * MSE_orig bound."""
-    pytest.importorskip("deeptest_iot.campaign")
-    from deeptest_iot.validate import options_from_baseline
+    pytest.importorskip("deeptest_iot.engine.campaign")
+    from deeptest_iot.engine.nightly import options_from_baseline
 
     recorded = {"seed": 3, "strategy": "random", "budget": 40, "transforms": ["rain"],
                 "relation": {"name": "steering", "lambda": 5.0, "mse_orig": 2.5e-5}}
@@ -250,7 +250,7 @@ def test_validate_judges_the_candidate_by_the_baselines_mse(tmp_path):
 
 def test_campaign_with_a_fixed_mse_orig_uses_it(tmp_path):
     keras = pytest.importorskip("keras")
-    from deeptest_iot.campaign import CampaignOptions, run_campaign
+    from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])

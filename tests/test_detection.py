@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deeptest_iot.detection import (DECODERS, Detections, average_precision, decode_grid, encode_grid, iou,
+from deeptest_iot.tasks.boxes import (DECODERS, Detections, average_precision, decode_grid, encode_grid, iou,
                                     match, mean_average_precision, nms)
 from deeptest_iot.errors import ConfigError, OutputError
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from deeptest_iot.cli import main
 from deeptest_iot.errors import InputError, UnsupportedError
-from deeptest_iot.export import export_findings, mirrors, steering_target
+from deeptest_iot.results.export import export_findings, mirrors, steering_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
 from results_fixtures import H, W, detection_finding, make_run, steering_finding  # noqa: E402

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from deeptest_iot.cli import main
 from deeptest_iot.errors import ConfigError, InputError
-from deeptest_iot.junit import build_junit, junit_bytes, write_junit
+from deeptest_iot.results.junit import build_junit, junit_bytes, write_junit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
 from results_fixtures import make_run, steering_finding  # noqa: E402
@@ -194,8 +194,8 @@ def test_test_cases_are_single_transforms_over_chains(tmp_path, schema):
 
 
 def test_comparison_junit_is_valid_and_fails_on_regressions(tmp_path, schema):
-    from deeptest_iot.compare import compare_runs
-    from deeptest_iot.junit import write_comparison_junit
+    from deeptest_iot.results.compare import compare_runs
+    from deeptest_iot.results.junit import write_comparison_junit
 
     base = make_run(tmp_path / "base", [steering_finding(0, "rain", 0.2)], tried={"rain": 100, "fog": 100})
     cand = make_run(tmp_path / "cand", [steering_finding(i, "rain", 0.2) for i in range(6)],

@@ -7,9 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from deeptest_iot.card import ModelCard  # noqa: E402
+from deeptest_iot.model.card import ModelCard  # noqa: E402
 from deeptest_iot.errors import ConfigError, InputError, ModelError, OutputError, UnsupportedError  # noqa: E402
-from deeptest_iot.model import load_model  # noqa: E402
+from deeptest_iot.model.core import load_model  # noqa: E402
 
 # One 2x2 frame: R = 10..40, G = 1..4, B = 5.
 FRAME = np.stack([
@@ -324,7 +324,7 @@ def test_onnx_model(tmp_path):
 
 
 def test_old_keras_with_safe_mode_bypasses_is_refused():
-    from deeptest_iot.model import _check_keras_version
+    from deeptest_iot.model.core import _check_keras_version
 
     _check_keras_version("3.11.3")
     _check_keras_version("3.15.1")

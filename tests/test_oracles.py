@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from deeptest_iot.errors import ConfigError, InputError, OutputError
-from deeptest_iot.oracles import (DEFAULT_DELTA, DEFAULT_LAMBDA, box_iou, chain_matrix, make_oracle, expected_boxes,
+from deeptest_iot.tasks.oracles import (DEFAULT_DELTA, DEFAULT_LAMBDA, box_iou, chain_matrix, make_oracle, expected_boxes,
                                   steering_mse)
 
 

@@ -17,13 +17,13 @@ import pytest
 # imports, and re-importing Hypothesis (its pytest plugin's summary hook) or TF-backed modules in
 # every inner session would cost seconds each.
 import hypothesis  # noqa: F401,E402
-import deeptest_iot.campaign  # noqa: F401,E402
-import deeptest_iot.cli_model  # noqa: F401,E402
+import deeptest_iot.engine.campaign  # noqa: F401,E402
+import deeptest_iot.cli.model  # noqa: F401,E402
 import deeptest_iot.coverage  # noqa: F401,E402
-import deeptest_iot.model  # noqa: F401,E402
-import deeptest_iot.oracles  # noqa: F401,E402
-import deeptest_iot.results  # noqa: F401,E402
-import deeptest_iot.seeds  # noqa: F401,E402
+import deeptest_iot.model.core  # noqa: F401,E402
+import deeptest_iot.tasks.oracles  # noqa: F401,E402
+import deeptest_iot.results.writer  # noqa: F401,E402
+import deeptest_iot.data.seeds  # noqa: F401,E402
 import deeptest_iot.transforms  # noqa: F401,E402
 
 pytest_plugins = ["pytester"]
@@ -108,7 +108,7 @@ def test_ini_keys_are_read_relative_to_the_ini_file_and_the_command_line_wins(py
     pytester.makepyfile(f'''
         from pathlib import Path
         import pytest
-        from deeptest_iot.plugin import Settings
+        from deeptest_iot.testing.plugin import Settings
 
         ROOT = Path({str(pytester.path)!r})
 
@@ -277,7 +277,7 @@ def test_models_passed_directly_and_bad_arguments(pytester, models):
 def test_budget_limits_the_inputs_a_test_checks(pytester, models):
     pytester.makepyfile('''
         import pytest
-        from deeptest_iot.plugin import DeeptestBudgetWarning
+        from deeptest_iot.testing.plugin import DeeptestBudgetWarning
         from deeptest_iot.transforms import get
 
         @pytest.mark.model_test(budget=3)
@@ -306,8 +306,8 @@ def test_terminal_summary_reports_coverage_and_findings(pytester, models):
 
 
 def test_findings_are_a_campaign_folder_that_report_reads(pytester, models):
-    from deeptest_iot.report import render_report
-    from deeptest_iot.run_folder import open_run
+    from deeptest_iot.results.report import render_report
+    from deeptest_iot.results.reader import open_run
 
     pytester.makepyfile(test_qa=BRIGHTNESS_TEST)
     _run(pytester, f"--dt-model={models['bright']}", "--dt-report=qa").assert_outcomes(failed=1)
@@ -378,7 +378,7 @@ def test_quiet_in_a_project_that_does_not_use_it(pytester):
         def test_plain(pytestconfig):
             assert pytestconfig.pluginmanager.has_plugin("deeptest_iot")  # installed and active
             assert "tensorflow" not in sys.modules and "keras" not in sys.modules
-            assert "deeptest_iot.model" not in sys.modules
+            assert "deeptest_iot.model.core" not in sys.modules
     ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

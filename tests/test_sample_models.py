@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 
 from deeptest_iot import sample_models as sm
-from deeptest_iot import scenes
-from deeptest_iot.detection import mean_average_precision
+from deeptest_iot.data import scenes
+from deeptest_iot.tasks.boxes import mean_average_precision
 
 FRESH_SEED = 4242  # not TRAIN_SEED, VAL_SEED or TEST_SEED of sample_models/train.py
 DETECTOR_CLASS = np.array([0, 1] + [2] * len(scenes.SIGN_CLASSES))
 
 
 def _load(name, **card):
-    from deeptest_iot.model import load_model
+    from deeptest_iot.model.core import load_model
 
     return load_model(sm.path(name), card=card or None)
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deeptest_iot.errors import ConfigError
-from deeptest_iot.scenes import (CLASSES, SIGN_CLASSES, SceneObject, frame_rng, generate, render,
+from deeptest_iot.data.scenes import (CLASSES, SIGN_CLASSES, SceneObject, frame_rng, generate, render,
                                  sample_params, sign_crops, steering_angle)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deeptest_iot.errors import ConfigError
-from deeptest_iot.search import DeepHunterStrategy, DeepTestStrategy, SweepStrategy, make_strategy
+from deeptest_iot.engine.search import DeepHunterStrategy, DeepTestStrategy, SweepStrategy, make_strategy
 
 NAMES = ["brightness", "contrast", "fog", "rotation", "translation"]
 

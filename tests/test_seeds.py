@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deeptest_iot.errors import InputError
-from deeptest_iot.seeds import generated_seeds, load_seeds
+from deeptest_iot.data.seeds import generated_seeds, load_seeds
 
 
 def _write(folder, name, h=20, w=40, value=0):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from deeptest_iot import strategies as S
+from deeptest_iot.testing import strategies as S
 from deeptest_iot.errors import ConfigError
 from deeptest_iot.transforms import REGISTRY, Chain, Transform
 

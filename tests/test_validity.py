@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from deeptest_iot.errors import ConfigError, InputError
-from deeptest_iot.validity import check_validity, is_valid, pixel_distances
+from deeptest_iot.engine.validity import check_validity, is_valid, pixel_distances
 
 
 class Link(NamedTuple):

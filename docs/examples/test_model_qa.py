@@ -18,7 +18,7 @@ Failing inputs are saved to the report folder; ``deeptest-iot report deeptest-re
 import pytest
 from hypothesis import given, settings
 
-from deeptest_iot import strategies as dst
+from deeptest_iot.testing import strategies as dst
 from deeptest_iot.transforms import get
 
 # Light weather the car must drive through: severity 0.3 of each transform's documented range.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .plugin_settings import SAMPLE_PREFIX, Settings
+from deeptest_iot.testing.settings import SAMPLE_PREFIX, Settings
 
 
 @dataclass
@@ -54,11 +54,11 @@ class SessionState:
             s = self.settings
             if s.model is None:
                 return None
-            from .cli_model import load_from_options
+            from deeptest_iot.cli.model import load_from_options
 
             model = s.model
             if isinstance(model, str):  # sample:NAME
-                from . import sample_models
+                from deeptest_iot import sample_models
 
                 model = sample_models.path(model[len(SAMPLE_PREFIX):])
             self.configured = load_from_options(str(model), trust_model=s.trust)
@@ -67,7 +67,7 @@ class SessionState:
 
     def resolve_model(self, model):
         """A ModelUnderTest for whatever a test passed: itself, a path, or a Keras model (loaded once)."""
-        from .model import ModelUnderTest, load_model
+        from deeptest_iot.model.core import ModelUnderTest, load_model
 
         if isinstance(model, ModelUnderTest):
             return model
@@ -83,7 +83,7 @@ class SessionState:
 
     def seeds(self):
         if self._seeds is None:
-            from .seeds import generated_seeds, load_seeds
+            from deeptest_iot.data.seeds import generated_seeds, load_seeds
 
             s = self.settings
             if s.seeds is None and s.labels is None:
@@ -102,7 +102,7 @@ class SessionState:
     def run_for(self, mut) -> ModelRun:
         if mut.fingerprint in self.runs:
             return self.runs[mut.fingerprint]
-        from .results import CampaignStats, FindingsWriter
+        from deeptest_iot.results.writer import CampaignStats, FindingsWriter
 
         root = self.settings.report
         if not self.root_prepared:
@@ -135,7 +135,7 @@ class SessionState:
         if not mut.supports_coverage or not mut.layer_sizes:
             run.coverage_note = f"coverage not tracked: {mut.name!r} is a {mut.kind} model without readable layers"
             return
-        from .coverage import CoverageTracker, Profile, parse_specs
+        from deeptest_iot.coverage import CoverageTracker, Profile, parse_specs
 
         profile = None
         if any(s.kind in ("kmnc", "nbc", "snac") for s in parse_specs(specs)):
@@ -150,9 +150,9 @@ class SessionState:
         run.tracker = CoverageTracker(specs, mut.layer_sizes, profile, fingerprint=mut.fingerprint)
 
     def write_summary(self, run: ModelRun, status: str) -> None:
-        from . import __version__
-        from .campaign import _libraries
-        from .results import write_summary
+        from deeptest_iot import __version__
+        from deeptest_iot.engine.campaign import _libraries
+        from deeptest_iot.results.writer import write_summary
 
         mut = run.mut
         model = {"path": mut.path, "name": mut.name, "fingerprint": mut.fingerprint, "task": mut.card.task,
@@ -186,7 +186,7 @@ def _safe(name: str) -> str:
 
 def _prepare_folder(folder: Path) -> None:
     """Make ``folder`` ready for this session: remove a previous pytest session's report, refuse others."""
-    from .errors import ConfigError
+    from deeptest_iot.errors import ConfigError
 
     summary, findings = folder / "summary.json", folder / "findings.jsonl"
     if summary.is_file():

@@ -23,9 +23,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
-from .fileio import atomic_write_bytes
-from .run_folder import RunFolder, chain_links, open_run, transform_table
+from deeptest_iot.errors import ConfigError
+from deeptest_iot.fileio import atomic_write_bytes
+from deeptest_iot.results.reader import RunFolder, chain_links, open_run, transform_table
 
 WORST_EXAMPLES = 5
 SUITE_PREFIX = "deeptest-iot"
@@ -177,7 +177,7 @@ def write_junit(out_dir: str | Path, path: str | Path, max_error_rate: float = 0
 
 
 def comparison_junit(comparison) -> tuple[bytes, JUnitCounts]:
-    """A baseline comparison (deeptest_iot.compare.Comparison) as JUnit XML, for `validate`.
+    """A baseline comparison (deeptest_iot.results.compare.Comparison) as JUnit XML, for `validate`.
 
     One test suite ``deeptest-iot.compare``; one test case per compared figure
     (``classname="deeptest-iot.compare.<figure>"``, ``name="<transform or criterion>"``). A

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from deeptest_iot.errors import ConfigError, InputError
-from deeptest_iot.oracles import chain_links
+from deeptest_iot.tasks.oracles import chain_links
 
 __all__ = ["Validity", "check_validity", "is_valid", "pixel_distances", "chain_is_valid",
            "DEFAULT_ALPHA", "DEFAULT_BETA", "WAIVED_KINDS"]

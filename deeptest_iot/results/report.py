@@ -22,16 +22,16 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from . import __version__
-from .fileio import atomic_write_text
-from .errors import InputError
-from .run_folder import SEVERITY_BUCKETS, RunFolder, open_run, per_transform_rows, robustness, severity_bucket
+from deeptest_iot import __version__
+from deeptest_iot.fileio import atomic_write_text
+from deeptest_iot.errors import InputError
+from deeptest_iot.results.reader import SEVERITY_BUCKETS, RunFolder, open_run, per_transform_rows, robustness, severity_bucket
 
 WORST_DEFAULT = 12
 DISPLAY_WIDTH = 360  # pixels of each embedded image; small frames are scaled up before drawing
 
 # Steering sign convention for the arrows: a positive angle steers LEFT (counter-clockwise seen
-# from above, ISO 8855 / ROS REP 103), as the sample scenes' labels (deeptest_iot.scenes) do.
+# from above, ISO 8855 / ROS REP 103), as the sample scenes' labels (deeptest_iot.data.scenes) do.
 POSITIVE_STEERS_RIGHT = False
 
 # Colours in BGR (OpenCV) and their CSS twins for the legend.
@@ -188,7 +188,7 @@ def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, 
 def expected_steering(finding: dict) -> float:
     """What the relation expected on the transformed frame: the oracle's ``details.expected`` when
     recorded, else ``before``, negated when the chain mirrors the frame (the flip relation)."""
-    from .export import mirrors  # one definition of "mirrors" for the report and the export
+    from deeptest_iot.results.export import mirrors  # one definition of "mirrors" for the report and the export
 
     expected = (finding.get("details") or {}).get("expected")
     if _is_number(expected):

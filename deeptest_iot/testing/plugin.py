@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import pytest
 
-from .metamorphic import MARKER, DeeptestBudgetWarning, InvariantResult, Metamorphic
-from .plugin_settings import OPTIONS, TRUST_HELP, Settings
-from .qa_session import SessionState
+from deeptest_iot.testing.helper import MARKER, DeeptestBudgetWarning, InvariantResult, Metamorphic
+from deeptest_iot.testing.settings import OPTIONS, TRUST_HELP, Settings
+from deeptest_iot.testing.session import SessionState
 
 # Public names of the plugin's API, importable from here as before the helper and settings moved out.
 __all__ = ["DeeptestBudgetWarning", "InvariantResult", "Metamorphic", "Settings"]
@@ -71,7 +71,7 @@ def pytest_configure(config):
     if profile == "deeptest":
         # Register the "deeptest" profile before Hypothesis's own plugin loads it (tryfirst).
         # Imports no TensorFlow.
-        import deeptest_iot.strategies  # noqa: F401
+        import deeptest_iot.testing.strategies  # noqa: F401
 
 
 def _state(config) -> SessionState:
@@ -83,7 +83,7 @@ def _state(config) -> SessionState:
 @pytest.fixture(scope="session")
 def model_under_test(request):
     """The model given by --dt-model / deeptest_model, loaded once; tests skip when none is configured."""
-    from .errors import DeeptestError
+    from deeptest_iot.errors import DeeptestError
 
     state = _state(request.config)
     try:
@@ -99,7 +99,7 @@ def model_under_test(request):
 @pytest.fixture(scope="session")
 def seeds(request):
     """The seed frames as a SeedSet (ids, images, labels): --dt-seeds/--dt-labels, or generated scenes."""
-    from .errors import DeeptestError
+    from deeptest_iot.errors import DeeptestError
 
     try:
         return _state(request.config).seeds()

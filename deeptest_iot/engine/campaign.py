@@ -17,12 +17,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import __version__
-from .errors import ConfigError, InputError
-from .fileio import read_toml
-from .results import (CHECKPOINT, FINDINGS, CampaignStats, FindingsWriter, finding_record, read_checkpoint,
+from deeptest_iot import __version__
+from deeptest_iot.errors import ConfigError, InputError
+from deeptest_iot.fileio import read_toml
+from deeptest_iot.results.writer import (CHECKPOINT, FINDINGS, CampaignStats, FindingsWriter, finding_record, read_checkpoint,
                       write_checkpoint, write_summary)
-from .search import Case, make_strategy
+from deeptest_iot.engine.search import Case, make_strategy
 
 # Measured on the sample steering model (README, "Does coverage guidance pay?"): NC at 0.2 and 0.5 is
 # ~99% on the 50 seeds alone and NC at 0.75 saturates within a few hundred inputs, while NBC keeps
@@ -138,11 +138,11 @@ def _libraries() -> dict:
 
 
 def _load_model(opts: CampaignOptions):
-    from .cli_model import load_from_options
+    from deeptest_iot.cli.model import load_from_options
 
     path = opts.model
     if path is None:
-        from . import sample_models
+        from deeptest_iot import sample_models
 
         path = str(sample_models.path(SAMPLE_MODEL))
     return load_from_options(path, opts.card, None, opts.include, opts.exclude, opts.trust_model)
@@ -164,7 +164,7 @@ def generated_frame_size(card) -> tuple[int, int]:
 
 def _load_seeds(opts: CampaignOptions, mut):
     """Seeds from a folder (with labels), or generated: road scenes, or sign crops for a classifier."""
-    from . import seeds as seed_loaders
+    from deeptest_iot.data import seeds as seed_loaders
 
     if opts.seeds is not None:
         return seed_loaders.load_seeds(opts.seeds, labels=opts.labels)
@@ -172,7 +172,7 @@ def _load_seeds(opts: CampaignOptions, mut):
         raise ConfigError("--labels needs --seeds (the folder the labels describe)")
     h, w = generated_frame_size(mut.card)
     if mut.card.task == "classification":
-        from .scenes import SIGN_CLASSES, sign_crops
+        from deeptest_iot.data.scenes import SIGN_CLASSES, sign_crops
 
         images, labels = sign_crops(opts.n_seeds, seed=opts.seed, size=max(h, w))
         return seed_loaders.SeedSet(ids=[f"sign-{opts.seed}-{i}" for i in range(len(images))], images=images,
@@ -182,7 +182,7 @@ def _load_seeds(opts: CampaignOptions, mut):
 
 def _profile_for(opts: CampaignOptions, mut, seed_acts):
     """The training profile KMNC/NBC/SNAC need: --profile, the file beside the model, or the seeds."""
-    from .coverage import Profile, parse_specs
+    from deeptest_iot.coverage import Profile, parse_specs
 
     needs = any(s.kind in ("kmnc", "nbc", "snac") for s in parse_specs(opts.coverage))
     if not needs:
@@ -282,9 +282,9 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
 
     ``stop_after_batches`` stops early as a kill would (for tests of resume).
     """
-    from .coverage import CoverageTracker
-    from .oracles import make_oracle
-    from .validity import check_validity
+    from deeptest_iot.coverage import CoverageTracker
+    from deeptest_iot.tasks.oracles import make_oracle
+    from deeptest_iot.engine.validity import check_validity
 
     echo = echo or (lambda s: None)
     out = Path(opts.out)
@@ -330,7 +330,7 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
         oracle_opts = {"classes": list(mut.card.classes) or None}
     oracle = make_oracle(task, **oracle_opts)
 
-    from .transforms import REGISTRY
+    from deeptest_iot.transforms import REGISTRY
 
     transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
     strategy = make_strategy(opts.strategy, len(seeds.images), transform_names, opts.seed)

@@ -16,9 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .fileio import atomic_write_bytes, atomic_write_json
-from .run_folder import SEVERITY_BUCKETS, severity_bucket
+from deeptest_iot.errors import InputError
+from deeptest_iot.fileio import atomic_write_bytes, atomic_write_json
+from deeptest_iot.results.reader import SEVERITY_BUCKETS, severity_bucket
 
 FINDINGS = "findings.jsonl"
 SUMMARY = "summary.json"

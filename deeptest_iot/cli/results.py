@@ -25,7 +25,7 @@ FILE = click.Path(dir_okay=False, path_type=Path)
               help="How many of the worst findings to show as image pairs.")
 def report(out_dir: Path, out_file: Path | None, worst: int) -> None:
     """Write a self-contained HTML report of campaign folder OUT_DIR (images embedded, no network)."""
-    from .report import write_report
+    from deeptest_iot.results.report import write_report
 
     path = write_report(out_dir, out_file, worst=worst)
     click.echo(f"report written to {path}")
@@ -40,7 +40,7 @@ def junit(out_dir: Path, out_file: Path, max_error_rate: float) -> None:
     """Convert campaign folder OUT_DIR to JUnit XML (one test case per relation and transform).
 
     Exits 0 once the file is written, whatever the test cases say: the verdict is in the file."""
-    from .junit import write_junit
+    from deeptest_iot.results.junit import write_junit
 
     counts = write_junit(out_dir, out_file, max_error_rate=max_error_rate)
     click.echo(f"JUnit XML written to {out_file}: {counts.tests} test cases, {counts.failures} failed, "
@@ -72,8 +72,8 @@ def compare(ctx: click.Context, baseline: Path, candidate: Path, config: Path | 
 
     Exit codes: 0 no threshold crossed, 1 a regression over a threshold, 2 the runs are not
     comparable (different seed, options or tool version; the message says what differs)."""
-    from .compare import Thresholds, compare_runs
-    from .fileio import atomic_write_json
+    from deeptest_iot.results.compare import Thresholds, compare_runs
+    from deeptest_iot.fileio import atomic_write_json
 
     thresholds = Thresholds.load(config, max_error_rate_increase=max_error_rate_increase,
                                  max_coverage_drop=max_coverage_drop, max_violation_increase=max_violation_increase)
@@ -91,7 +91,7 @@ def compare(ctx: click.Context, baseline: Path, candidate: Path, config: Path | 
 def export(out_dir: Path, to_dir: Path) -> None:
     """Export the findings of OUT_DIR as a training set: transformed frames plus the labels they
     should have had (see the README for the rules)."""
-    from .export import export_findings
+    from deeptest_iot.results.export import export_findings
 
     result = export_findings(out_dir, to_dir)
     click.echo(f"exported {result.count} {result.task} findings to {result.folder} (and {result.npz.name})")
@@ -126,8 +126,8 @@ def validate(ctx: click.Context, model: str, baseline: Path, out_dir: Path, juni
     or a baseline this version cannot reproduce."""
     import sys
 
-    from .compare import Thresholds
-    from .validate import validate as run_validation
+    from deeptest_iot.results.compare import Thresholds
+    from deeptest_iot.engine.nightly import validate as run_validation
 
     thresholds = Thresholds.load(config, max_error_rate_increase=max_error_rate_increase,
                                  max_coverage_drop=max_coverage_drop, max_violation_increase=max_violation_increase)

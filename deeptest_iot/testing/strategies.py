@@ -28,9 +28,9 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from .errors import ConfigError
-from .transforms import REGISTRY, Chain, Transform
-from .transforms import names as transform_names
+from deeptest_iot.errors import ConfigError
+from deeptest_iot.transforms import REGISTRY, Chain, Transform
+from deeptest_iot.transforms import names as transform_names
 
 __all__ = ["PROFILE", "PROFILE_SETTINGS", "severities", "transforms", "chains", "seed_images"]
 
@@ -121,7 +121,7 @@ def chains(max_links: int = 3, names=None, max_severity: float = 1.0, min_severi
 
 @lru_cache(maxsize=8)
 def _seed_pool(folder: str | None, labels: str | None, n: int, seed: int, height: int, width: int) -> np.ndarray:
-    from .seeds import generated_seeds, load_seeds
+    from deeptest_iot.data.seeds import generated_seeds, load_seeds
 
     if folder is None and labels is None:
         images = generated_seeds(n, seed=seed, height=height, width=width).images
@@ -136,7 +136,7 @@ def seed_images(folder=None, n: int = 16, labels=None, min_size: int = 1, max_si
     """Batches (k, H, W, 3) uint8 of distinct seed frames, ``min_size <= k <= max_size``.
 
     From ``folder`` (with an optional ``labels`` CSV that selects and orders the frames, see
-    :func:`deeptest_iot.seeds.load_seeds`) or, without one, from ``n`` generated scenes of scene
+    :func:`deeptest_iot.data.seeds.load_seeds`) or, without one, from ``n`` generated scenes of scene
     seed ``seed``. The frames are loaded once and shared (read-only). Shrinks toward fewer frames
     and toward the first ones.
     """

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .cli_model import TRUST_HELP
+from deeptest_iot.cli.model import TRUST_HELP
 
 
 def _split(values):
@@ -56,7 +56,7 @@ def run(model, card, seeds, labels, n_seeds, strategy, transforms, budget, time_
     """Run a test campaign: transform seed frames, track coverage, and record every input on which the
     model breaks its metamorphic relation. Exit 0 when the error rate is within --max-error-rate, 1 when
     it is above, 2 on bad input."""
-    from .campaign import CampaignOptions, run_campaign
+    from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
     opts = CampaignOptions.from_sources(
         config_file, model=model, card=card, seeds=seeds, labels=labels, n_seeds=n_seeds, strategy=strategy,
@@ -68,12 +68,12 @@ def run(model, card, seeds, labels, n_seeds, strategy, transforms, budget, time_
     result = run_campaign(opts, echo=echo, tty=tty)
     s = result.summary
     if junit:
-        from .junit import write_junit
+        from deeptest_iot.results.junit import write_junit
 
         write_junit(result.out_dir, junit, max_error_rate=opts.max_error_rate)
     click.echo(f"{s['inputs_tried']} inputs, {s['findings']} findings (error rate {s['error_rate']:.3f}) "
                f"in {s['duration_s']:.1f}s -> {result.out_dir}")
-    from .run_folder import open_run, per_transform_rows
+    from deeptest_iot.results.reader import open_run, per_transform_rows
 
     # Per single transform (an input made by a chain counts for each of its links), worst first.
     rows = sorted(per_transform_rows(open_run(result.out_dir)), key=lambda r: (-r["error_rate"], r["transform"]))

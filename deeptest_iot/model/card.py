@@ -10,8 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .fileio import read_toml
+from deeptest_iot.errors import ConfigError
+from deeptest_iot.fileio import read_toml
 
 TASKS = ("steering", "classification", "detection")
 COLORS = ("rgb", "bgr", "gray")
@@ -32,7 +32,7 @@ class ModelCard:
     units: str = "radians"  # steering
     classes: tuple[str, ...] = ()  # classification / detection
     probabilities: str = "auto"  # classification: "softmax" applies softmax, "auto" when rows are not probabilities
-    decoder: str = "grid"  # detection: name in deeptest_iot.detection.DECODERS
+    decoder: str = "grid"  # detection: name in deeptest_iot.tasks.boxes.DECODERS
     score_threshold: float = 0.5  # detection
     name: str = ""
     source: str = "defaults"  # where the card came from, for `inspect`

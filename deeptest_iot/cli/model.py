@@ -30,8 +30,8 @@ def model_options(func):
 
 def load_from_options(model_path, card_path=None, task=None, include=(), exclude=(), trust_model=False):
     """Load a model as the CLI options say (card file, task override, layer patterns, trust)."""
-    from .card import ModelCard, resolve_card
-    from .model import load_model
+    from deeptest_iot.model.card import ModelCard, resolve_card
+    from deeptest_iot.model.core import load_model
 
     if card_path:
         card = ModelCard.from_toml(card_path)
@@ -89,9 +89,9 @@ def profile(model_path, card_path, task, include, exclude, trust_model, seeds, n
     for KMNC, NBC and SNAC. `run` picks up MODEL.profile.npz by itself."""
     from pathlib import Path
 
-    from .coverage import Profile
-    from .scenes import generate
-    from .seeds import load_seeds
+    from deeptest_iot.coverage import Profile
+    from deeptest_iot.data.scenes import generate
+    from deeptest_iot.data.seeds import load_seeds
 
     mut = load_from_options(model_path, card_path, task, include, exclude, trust_model)
     prof = Profile(mut.layer_sizes, mut.fingerprint)

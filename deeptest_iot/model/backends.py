@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import ModelCard
-from .errors import ModelError, UnsupportedError
-from .model import ModelUnderTest, _first_line
+from deeptest_iot.model.card import ModelCard
+from deeptest_iot.errors import ModelError, UnsupportedError
+from deeptest_iot.model.core import ModelUnderTest, _first_line
 
 
 def _task_or_infer(card: ModelCard, first_output_shape, name: str) -> ModelCard:

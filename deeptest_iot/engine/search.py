@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from deeptest_iot.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Link:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Link":
-        from .transforms import from_dict
+        from deeptest_iot.transforms import from_dict
 
         return cls(from_dict({"name": d["name"], "params": d["params"]}), int(d["seed"]))
 
@@ -81,7 +81,7 @@ class Strategy:
     uses_feedback = True  # False: the next batch does not depend on the last one's coverage
 
     def __init__(self, n_seeds: int, transform_names: Sequence[str], campaign_seed: int, **options):
-        from .transforms import REGISTRY
+        from deeptest_iot.transforms import REGISTRY
 
         if n_seeds < 1:
             raise ConfigError("a campaign needs at least one seed image")
@@ -175,7 +175,7 @@ class SweepStrategy(Strategy):
 
     def __init__(self, *args, presets: Sequence[str] = ("deeptest-sweep", "weather", "sensor"), **kwargs):
         super().__init__(*args, **kwargs)
-        from .transforms import PRESETS
+        from deeptest_iot.transforms import PRESETS
 
         unknown = [p for p in presets if p not in PRESETS]
         if unknown:

@@ -8,22 +8,22 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import DeeptestError
+from deeptest_iot import __version__
+from deeptest_iot.errors import DeeptestError
 
 # (module, attribute) of each subcommand; modules are imported lazily so that
 # `deeptest-iot --help` does not pay for importing TensorFlow.
 SUBCOMMANDS = {
-    "report": (".cli_results", "report"),
-    "junit": (".cli_results", "junit"),
-    "compare": (".cli_results", "compare"),
-    "export": (".cli_results", "export"),
-    "validate": (".cli_results", "validate"),
-    "inspect": (".cli_model", "inspect"),
-    "profile": (".cli_model", "profile"),
-    "run": (".cli_run", "run"),
-    "transforms": (".cli_transforms", "transforms"),
-    "samples": (".cli_samples", "samples"),
+    "report": (".results", "report"),
+    "junit": (".results", "junit"),
+    "compare": (".results", "compare"),
+    "export": (".results", "export"),
+    "validate": (".results", "validate"),
+    "inspect": (".model", "inspect"),
+    "profile": (".model", "profile"),
+    "run": (".run", "run"),
+    "transforms": (".transforms", "transforms"),
+    "samples": (".samples", "samples"),
 }
 
 # Subcommands that load a model (so import TensorFlow); the others stay fast.

@@ -49,7 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
+from deeptest_iot.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ID_COLUMNS = ("filename", "file", "image", "center", "path", "frame_id", "id")
@@ -98,7 +98,7 @@ def _to_indices(values, names, what):
 
 def generated_seeds(n: int = DEFAULT_GENERATED, seed: int = 0, height: int = 160, width: int = 320) -> SeedSet:
     """``n`` generated scenes with steering labels, boxes and box classes (indices into CLASSES)."""
-    from .scenes import CLASSES, generate
+    from deeptest_iot.data.scenes import CLASSES, generate
 
     b = generate(n, seed=seed, height=height, width=width)
     return SeedSet(ids=[f"scene-{seed}-{i}" for i in range(n)], images=b.images, labels=b.steering,

@@ -9,8 +9,8 @@ import click
 import cv2
 import numpy as np
 
-from .errors import InputError, OutputError
-from .fileio import atomic_write_bytes
+from deeptest_iot.errors import InputError, OutputError
+from deeptest_iot.fileio import atomic_write_bytes
 
 
 @click.group("transforms")
@@ -25,7 +25,7 @@ def _range(p) -> str:
 
 
 def _describe(spec) -> dict:
-    from .transforms import presets_with
+    from deeptest_iot.transforms import presets_with
 
     return {
         "name": spec.name, "kind": spec.kind, "doc": spec.doc,
@@ -44,7 +44,7 @@ def _describe(spec) -> dict:
               help="Only transforms of this kind.")
 def list_cmd(as_json, kind):
     """Each transform with its kind, parameters and ranges, and the presets that use it."""
-    from .transforms import PRESETS, REGISTRY
+    from deeptest_iot.transforms import PRESETS, REGISTRY
 
     specs = [s for s in REGISTRY.values() if kind is None or s.kind == kind]
     if as_json:
@@ -90,9 +90,9 @@ def read_rgb(path: str) -> np.ndarray:
 @click.option("--tile-width", default=240, show_default=True, type=click.IntRange(16, 2000))
 def preview_cmd(image, out, only, severities, seed, tile_width):
     """Write a labelled grid of every transform at three severities applied to IMAGE."""
-    from .transforms import REGISTRY
-    from .transforms.core import spec
-    from .transforms.preview import SEVERITIES, preview_grid
+    from deeptest_iot.transforms import REGISTRY
+    from deeptest_iot.transforms.core import spec
+    from deeptest_iot.transforms.preview import SEVERITIES, preview_grid
 
     rgb = read_rgb(image)
     names = [spec(n).name for n in only] if only else list(REGISTRY)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .qa_session import SessionState
+from deeptest_iot.testing.session import SessionState
 
 MARKER = "model_test"
 #: How many of the worst broken inputs a failure message shows.
@@ -81,7 +81,7 @@ class Metamorphic:
         __tracebackhide__ = True
         import numpy as np
 
-        from .errors import DeeptestError
+        from deeptest_iot.errors import DeeptestError
 
         try:
             prepared = self._prepare(model, images, transform, labels)
@@ -102,8 +102,8 @@ class Metamorphic:
     def _prepare(self, model, images, transform, labels):
         import numpy as np
 
-        from .errors import ConfigError
-        from .model import check_frames
+        from deeptest_iot.errors import ConfigError
+        from deeptest_iot.model.core import check_frames
 
         mut = self._state.resolve_model(model)
         ids = None
@@ -135,7 +135,7 @@ class Metamorphic:
     def _check(self, mut, frames, ids, labs, chain, relation, oracle_options):
         import numpy as np
 
-        from .results import finding_record
+        from deeptest_iot.results.writer import finding_record
 
         state = self._state
         run = state.run_for(mut)
@@ -186,8 +186,8 @@ class Metamorphic:
 
 
 def _as_chain(transform):
-    from .errors import ConfigError
-    from .transforms import Chain, Transform, from_dict
+    from deeptest_iot.errors import ConfigError
+    from deeptest_iot.transforms import Chain, Transform, from_dict
 
     if isinstance(transform, Chain):
         return transform
@@ -205,7 +205,7 @@ def _as_chain(transform):
 
 
 def _oracle(mut, relation, labels, reference, options):
-    from .oracles import make_oracle
+    from deeptest_iot.tasks.oracles import make_oracle
 
     if relation is not None and not isinstance(relation, str):
         if not hasattr(relation, "check"):

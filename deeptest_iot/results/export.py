@@ -39,10 +39,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import InputError, UnsupportedError
-from .fileio import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
-from .oracles import FLIP_NAMES
-from .run_folder import RunFolder, open_run
+from deeptest_iot.errors import InputError, UnsupportedError
+from deeptest_iot.fileio import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
+from deeptest_iot.tasks.oracles import FLIP_NAMES
+from deeptest_iot.results.reader import RunFolder, open_run
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from deeptest_iot.errors import InputError
 
 SUMMARY = "summary.json"
 FINDINGS = "findings.jsonl"

@@ -66,7 +66,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from deeptest_iot.errors import ConfigError
 
 CLASSES = ("car", "pedestrian", "stop", "yield", "speed_limit", "no_entry", "ahead_only", "warning")
 """Object classes; ``SceneBatch.classes`` holds indices into this tuple."""

@@ -6,7 +6,7 @@ A detector's raw outputs are turned into boxes by a decoder named in its model c
     decode(raw_outputs: list[np.ndarray], *, input_hw: tuple[int, int], score_threshold: float)
         -> list[Detections]          # one per input, boxes in network-input pixels
 
-``deeptest_iot.model`` then maps the boxes back to frame pixels (undoing the card's crop/resize).
+``deeptest_iot.model.core`` then maps the boxes back to frame pixels (undoing the card's crop/resize).
 
 The ``grid`` format (a YOLO-v1 / centre-point style single-shot head, one object per cell)
 ------------------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, OutputError
+from deeptest_iot.errors import ConfigError, OutputError
 
 
 @dataclass

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .fileio import read_toml
-from .run_folder import open_run, transform_table
+from deeptest_iot.errors import ConfigError
+from deeptest_iot.fileio import read_toml
+from deeptest_iot.results.reader import open_run, transform_table
 
 EPS = 1e-12
 

@@ -2,7 +2,7 @@
 
 The baseline folder's summary.json records every campaign option (``campaign``); the same
 campaign (same seed, seeds, transforms, budget, strategy, coverage, relation settings) is run on
-the candidate, then :func:`deeptest_iot.compare.compare_runs` decides. Settings that belong to the
+the candidate, then :func:`deeptest_iot.results.compare.compare_runs` decides. Settings that belong to the
 model (its path, card, trust flag and activation profile) are the candidate's own, given as
 arguments; a profile or card of the baseline model would not fit the candidate.
 
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .compare import Comparison, IncomparableRunsError, Thresholds, compare_runs
-from .fileio import atomic_write_json
-from .junit import write_comparison_junit
-from .report import write_report
-from .run_folder import open_run
+from deeptest_iot import __version__
+from deeptest_iot.results.compare import Comparison, IncomparableRunsError, Thresholds, compare_runs
+from deeptest_iot.fileio import atomic_write_json
+from deeptest_iot.results.junit import write_comparison_junit
+from deeptest_iot.results.report import write_report
+from deeptest_iot.results.reader import open_run
 
 # Campaign options taken from the candidate's side, never from the baseline's summary.
 CANDIDATE_OPTIONS = ("model", "card", "trust_model", "profile", "out", "resume")
@@ -49,7 +49,7 @@ def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path,
     Raises InputError for a bad folder and IncomparableRunsError when the baseline cannot be
     reproduced by this version (other tool version, or not complete): checked before the
     campaign runs, so a nightly job fails in seconds rather than after the campaign."""
-    from .campaign import CampaignOptions
+    from deeptest_iot.engine.campaign import CampaignOptions
 
     run = open_run(baseline_dir)
     summary = run.summary
@@ -86,7 +86,7 @@ def validate(model: str, baseline_dir: str | Path, out_dir: str | Path, threshol
              junit_path: str | Path | None = None, json_path: str | Path | None = None,
              echo: Callable[[str], None] | None = None, tty: bool = False, own_bound: bool = False) -> Validation:
     """Run the baseline's campaign on ``model`` into ``out_dir``, compare, and write the results."""
-    from .campaign import run_campaign
+    from deeptest_iot.engine.campaign import run_campaign
 
     out_dir = Path(out_dir)
     opts = options_from_baseline(baseline_dir, model, out_dir, card=card, trust_model=trust_model, profile=profile,

@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from .card import ModelCard, resolve_card  # noqa: E402
-from .errors import ConfigError, InputError, ModelError, OutputError, UnsupportedError  # noqa: E402
-from .layers import LayerTap, build_tapped_model  # noqa: E402
+from deeptest_iot.model.card import ModelCard, resolve_card  # noqa: E402
+from deeptest_iot.errors import ConfigError, InputError, ModelError, OutputError, UnsupportedError  # noqa: E402
+from deeptest_iot.model.layers import LayerTap, build_tapped_model  # noqa: E402
 
 DEFAULT_BATCH = 64
 
@@ -218,7 +218,7 @@ class ModelUnderTest:
         if task == "detection":
             for arr in raw:
                 _check_finite(arr, self.name)
-            from .detection import DECODERS
+            from deeptest_iot.tasks.boxes import DECODERS
 
             if self.card.decoder not in DECODERS:
                 raise ConfigError(f"model card: unknown detection decoder {self.card.decoder!r}; "
@@ -430,16 +430,16 @@ def load_model(model, card: ModelCard | dict | str | Path | None = None, *, trus
     suffix = path.suffix.lower()
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
-            from .backends import SavedModelUnderTest
+            from deeptest_iot.model.backends import SavedModelUnderTest
 
             return SavedModelUnderTest(path, card_obj, _file_fingerprint(path), batch_size)
         raise ModelError(f"model {path}: a directory, but not a TF SavedModel (no saved_model.pb)")
     if suffix == ".tflite":
-        from .backends import TFLiteModelUnderTest
+        from deeptest_iot.model.backends import TFLiteModelUnderTest
 
         return TFLiteModelUnderTest(path, card_obj, _file_fingerprint(path), batch_size)
     if suffix == ".onnx":
-        from .backends import OnnxModelUnderTest
+        from deeptest_iot.model.backends import OnnxModelUnderTest
 
         return OnnxModelUnderTest(path, card_obj, _file_fingerprint(path), batch_size)
     if suffix == ".keras" or (suffix not in (".h5", ".hdf5") and zipfile.is_zipfile(path)):

@@ -1,0 +1,1 @@
+"""The campaign engine: options, the one batch check, the campaign loop and the search strategies."""

@@ -1,0 +1,1 @@
+"""What each task (steering, classification, detection) means: its relation, defaults, labels and drawing."""
