@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from deeptest_iot import scenes  # noqa: E402
+from deeptest_iot.data import scenes  # noqa: E402
 from deeptest_iot.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
