@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from deeptest_iot import sample_models  # noqa: E402
-from deeptest_iot.engine.campaign import CampaignOptions, build_images, generated_frame_size, run_campaign  # noqa: E402
+from deeptest_iot.engine.campaign import CampaignOptions, generated_frame_size, run_campaign  # noqa: E402
+from deeptest_iot.engine.mutants import build_images  # noqa: E402
 from deeptest_iot.coverage import CoverageTracker  # noqa: E402
 from deeptest_iot.model.core import load_model  # noqa: E402
 from deeptest_iot.engine.search import make_strategy  # noqa: E402

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -120,8 +119,7 @@ def network_inputs(mut, frames: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 def heldout_transformed(n: int, seed: int, hw: tuple[int, int]):
     """``n`` cases drawn as the random strategy draws campaign mutants, on fresh scenes of ``seed``."""
-    from deeptest_iot.engine.campaign import build_images
-    from deeptest_iot.tasks.oracles import is_horizontal_flip
+    from deeptest_iot.engine.mutants import build_images
     from deeptest_iot.data.scenes import generate
     from deeptest_iot.engine.search import make_strategy
     from deeptest_iot.transforms import REGISTRY
@@ -129,11 +127,11 @@ def heldout_transformed(n: int, seed: int, hw: tuple[int, int]):
     scenes = generate(n, seed=seed, height=hw[0], width=hw[1])
     cases = make_strategy("random", n, list(REGISTRY), seed).next_batch(n)
     images = build_images(scenes.images, cases)
-    flipped = np.array([sum(is_horizontal_flip(t) for t in c.transforms) % 2 == 1 for c in cases])
+    flipped = np.array([c.chain.mirrors_horizontally for c in cases])
     labels = np.where(flipped, -1.0, 1.0) * scenes.steering[[c.seed_index for c in cases]].astype(np.float64)
     kinds = []
     for c, flips in zip(cases, flipped):
-        if any(t.name in INEXACT for t in c.transforms):
+        if any(t.name in INEXACT for t in c.chain):
             kinds.append("translation/rotation/scale/shear")
         elif flips:
             kinds.append("hflip")
@@ -232,8 +230,8 @@ def common_bound_rates(models: dict, summaries: dict, a: argparse.Namespace, hw)
     """Rebuild the fresh campaign's inputs (strategies without feedback try the same inputs whatever the
     model), check that the rebuilt verdicts match each campaign's own count, and judge both models at
     the original model's bound."""
-    from deeptest_iot.engine.campaign import build_images
-    from deeptest_iot.tasks.oracles import make_oracle
+    from deeptest_iot.engine.mutants import build_images
+    from deeptest_iot.tasks import make_oracle
     from deeptest_iot.engine.search import make_strategy
     from deeptest_iot.data.seeds import generated_seeds
     from deeptest_iot.transforms import REGISTRY
@@ -245,7 +243,7 @@ def common_bound_rates(models: dict, summaries: dict, a: argparse.Namespace, hw)
     cases = strategy.next_batch(a.budget)[:a.budget]
     images = build_images(seeds.images, cases)
     idx = np.array([c.seed_index for c in cases])
-    chains = [c.transforms for c in cases]
+    chains = [c.chain for c in cases]
     common_mse_orig = summaries["original"]["campaign"]["relation"]["mse_orig"]
     out: dict = {"bound": None}
     for name, mut in models.items():
@@ -372,8 +370,8 @@ def main(argv=None) -> dict:
     timings["total_s"] = time.perf_counter() - t_all
 
     # report
-    print(f"\n3. MSE against exact labels (rad^2), original -> fine-tuned "
-          f"(change, paired bootstrap 95% interval):")
+    print("\n3. MSE against exact labels (rad^2), original -> fine-tuned "
+          "(change, paired bootstrap 95% interval):")
     print(f"  {'set':48s} {'n':>5s} {'before':>10s} {'after':>10s} {'change':>8s}  95% interval")
     for k, r in mse.items():
         ci = r.get("change_ci95")
@@ -389,7 +387,7 @@ def main(argv=None) -> dict:
     if common:
         print(f"  same inputs at one bound ({common['bound']:.3g} rad^2, the original's): original "
               f"{common['original']:.3f}, fine-tuned {common['finetuned']:.3f}")
-    print(f"  time: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    print("  time: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
 
     result = {
         "benchmark": "retrain_loop", "model": MODEL, "work": str(work),

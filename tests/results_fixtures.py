@@ -46,10 +46,18 @@ def frame(i: int) -> np.ndarray:
     return img
 
 
+def _link(name: str, severity: float, seed: int) -> dict:
+    """A chain link as findings.jsonl records it: registered transforms with their real parameters."""
+    from deeptest_iot.transforms import REGISTRY
+
+    params = REGISTRY[name].from_severity(severity).params if name in REGISTRY else {}
+    return {"name": name, "params": params, "seed": seed}
+
+
 def steering_finding(i: int, transform: str = "rain", violation: float = 0.3, severity: float = 0.5,
                      label: float | None = 0.05, before: float = 0.05, after: float | None = None) -> dict:
     after = before + violation + 0.1 if after is None else after
-    links = [{"name": name, "params": {"severity": severity}} for name in transform.split("+")]
+    links = [_link(name, severity, i) for name in transform.split("+")]
     return {"id": f"f{i:06d}", "case": i, "seed_id": f"scene-{i:04d}", "seed_index": i, "relation": "steering",
             "transform": transform, "chain": links, "severity": severity, "before": before, "after": after,
             "label": label, "violation": violation, "threshold": 0.1,

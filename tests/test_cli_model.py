@@ -76,7 +76,7 @@ def test_lambda_needs_trust_flag(tmp_path):
 
 def test_trust_flag_help_says_why_it_is_dangerous():
     result = _invoke(["inspect", "--help"])
-    assert "DANGEROUS" in result.output and "arbitrary code" in result.output
+    assert "DANGEROUS" in result.output and "arbitrary code" in result.output.lower()
 
 
 def test_bad_card_value_exit_2(tmp_path):

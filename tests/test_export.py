@@ -14,7 +14,11 @@ from click.testing import CliRunner
 
 from deeptest_iot.cli import main
 from deeptest_iot.errors import InputError, UnsupportedError
-from deeptest_iot.results.export import export_findings, mirrors, steering_target
+from deeptest_iot.results.export import export_findings
+from deeptest_iot.tasks import TASKS
+from deeptest_iot.transforms import Chain
+
+steering_target = TASKS["steering"].export_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
 from results_fixtures import H, W, detection_finding, make_run, steering_finding  # noqa: E402
@@ -27,10 +31,10 @@ def steering_run(root):
     flipped["chain"][0]["params"] = {"flip": 1}
     identity_flip = steering_finding(3, "hflip", 0.2, label=None, before=0.2)
     identity_flip["chain"][0]["params"] = {"flip": 0}
-    oracle = steering_finding(4, "flip", 0.6, label=0.3, before=0.3)
+    oracle = steering_finding(4, "hflip+fog", 0.6, label=0.3, before=0.3)
     oracle["details"] = {"expected": -0.25, "flipped": True}
     return make_run(root, [labelled, unlabelled, flipped, identity_flip, oracle],
-                    tried={"rain": 10, "fog": 10, "hflip+rain": 5, "hflip": 5, "flip": 5})
+                    tried={"rain": 10, "fog": 10, "hflip+rain": 5, "hflip": 5, "hflip+fog": 5})
 
 
 def test_steering_labels_folder_and_npz(tmp_path):
@@ -60,11 +64,16 @@ def test_steering_labels_folder_and_npz(tmp_path):
 
 
 def test_mirrors_counts_flips():
+    def mirrors(links):
+        return Chain.from_json(links).mirrors_horizontally
+
     assert mirrors([{"name": "hflip", "params": {"flip": 1}}])
-    assert not mirrors([{"name": "hflip", "params": {"flip": 1}}, {"name": "flip", "params": {}}])
+    assert not mirrors([{"name": "hflip", "params": {"flip": 1}}, {"name": "hflip", "params": {"flip": 1}}])
     assert not mirrors([{"name": "hflip", "params": {"flip": 0}}, {"name": "rain", "params": {}}])
     with pytest.raises(InputError):
         steering_target({"id": "x", "before": None, "label": None, "chain": []})
+    with pytest.raises(InputError, match="f9: its chain cannot be read"):
+        steering_target({"id": "f9", "before": 0.1, "label": None, "chain": [{"name": "teleport", "params": {}}]})
 
 
 def test_detection_boxes(tmp_path):

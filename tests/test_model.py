@@ -297,7 +297,7 @@ def test_tflite_model(tmp_path):
 
 def test_onnx_model(tmp_path):
     pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     # NHWC input -> flatten -> matmul with 0.5 -> + 1: the sum of all 12 input values / 2 + 1.

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from deeptest_iot.errors import ConfigError, InputError, OutputError
-from deeptest_iot.tasks.oracles import (DEFAULT_DELTA, DEFAULT_LAMBDA, box_iou, chain_matrix, make_oracle, expected_boxes,
-                                  steering_mse)
+from deeptest_iot.tasks import make_oracle
+from deeptest_iot.tasks.detection import box_iou, expected_boxes
+from deeptest_iot.tasks.steering import DEFAULT_DELTA, DEFAULT_LAMBDA, steering_mse
+from deeptest_iot.transforms import Chain, get
 
 
 class Det(NamedTuple):
@@ -28,24 +30,12 @@ def det(*objs):
     return Det(a[:, :4], a[:, 4], a[:, 5].astype(int))
 
 
-class Fake(NamedTuple):
-    """A duck-typed transform: a name, a kind and an optional constant matrix."""
-
-    name: str
-    kind: str = "photometric"
-    m: tuple | None = None
-    severity: float = 0.5
-
-    def matrix(self, h, w):
-        return None if self.m is None else np.array(self.m, dtype=np.float64)
-
-
 def translation(dx, dy):
-    return Fake("translation", "geometric", ((1, 0, dx), (0, 1, dy), (0, 0, 1)))
+    return get("translation", tx=dx, ty=dy)
 
 
-FLIP = Fake("flip", "geometric", ((-1, 0, 100), (0, 1, 0), (0, 0, 1)))
-BRIGHT = Fake("brightness")
+FLIP = get("hflip", flip=1)  # x -> (w - 1) - x on pixel centres
+BRIGHT = get("brightness", severity=0.5)
 
 
 def json_roundtrip(details):
@@ -328,10 +318,10 @@ def test_map_boxes_hull_clip_and_visibility():
 
 
 def test_chain_matrix_composes_links_in_order():
-    m = chain_matrix([translation(5, 0), BRIGHT, FLIP], 10, 100)
-    # x -> x + 5 -> 100 - (x + 5)
-    assert (m @ np.array([10, 3, 1.0])).tolist() == [85, 3, 1]
-    assert chain_matrix([BRIGHT], 10, 10) is None
+    m = Chain([translation(5, 0), BRIGHT, FLIP]).matrix(10, 100)
+    # x -> x + 5 -> 99 - (x + 5)
+    assert (m @ np.array([10, 3, 1.0])).tolist() == [84, 3, 1]
+    assert Chain([BRIGHT]).matrix(10, 10) is None
 
 
 def test_detection_needs_frame_size_and_options_are_checked():
@@ -383,7 +373,7 @@ def test_boxes_reaching_past_the_border_are_compared_clipped():
 
 
 def test_a_flip_link_at_its_identity_does_not_flip():
-    noflip = Fake("hflip", "geometric", ((1, 0, 0), (0, 1, 0), (0, 0, 1)))
+    noflip = get("hflip", flip=0)
     v = make_oracle("steering", delta=0.1).check([0.5], [0.5], transforms=noflip)
     assert not v.failed[0] and not v.details[0]["flipped"]
 

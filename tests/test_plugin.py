@@ -21,7 +21,8 @@ import deeptest_iot.engine.campaign  # noqa: F401,E402
 import deeptest_iot.cli.model  # noqa: F401,E402
 import deeptest_iot.coverage  # noqa: F401,E402
 import deeptest_iot.model.core  # noqa: F401,E402
-import deeptest_iot.tasks.oracles  # noqa: F401,E402
+import deeptest_iot.tasks  # noqa: F401,E402
+import deeptest_iot.engine.check  # noqa: F401,E402
 import deeptest_iot.results.writer  # noqa: F401,E402
 import deeptest_iot.data.seeds  # noqa: F401,E402
 import deeptest_iot.transforms  # noqa: F401,E402
@@ -321,7 +322,10 @@ def test_findings_are_a_campaign_folder_that_report_reads(pytester, models):
     first = findings[0]
     assert list(first)[:14] == ["id", "case", "seed_id", "seed_index", "relation", "transform", "chain", "severity",
                                 "before", "after", "label", "violation", "threshold", "coverage_gain"]
-    assert first["chain"] == [{"name": "brightness", "params": {"delta": 80.0}}]
+    # The campaign's one chain form: per-link seeds included (the helper applies the chain with seed 0).
+    from deeptest_iot.transforms import Chain
+
+    assert first["chain"] == [{"name": "brightness", "params": {"delta": 80.0}, "seed": Chain.link_seeds(0, 1)[0]}]
     assert first["violation"] > 0 and first["after"] - first["before"] > 0.1
     assert first["test"] == "test_qa.py::test_brightness"
     for f in findings:

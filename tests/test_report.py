@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from deeptest_iot.cli import main
 from deeptest_iot.errors import InputError
-from deeptest_iot.results.report import AFTER_BGR, BEFORE_BGR, DISPLAY_WIDTH, render_report, write_report
+from deeptest_iot.results.report import DISPLAY_WIDTH, render_report, write_report
+from deeptest_iot.tasks.drawing import AFTER_BGR, BEFORE_BGR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
 from results_fixtures import detection_finding, make_run, steering_finding
@@ -194,7 +195,7 @@ def test_chains_are_summed_per_transform_and_ranked(tmp_path):
 
 
 def test_steering_gain_makes_small_angles_visible_and_is_stated():
-    from deeptest_iot.results.report import steering_gain
+    from deeptest_iot.tasks.steering import steering_gain
 
     assert steering_gain([{"before": 0.03, "after": -0.04, "label": 0.01}]) == 10.0
     assert steering_gain([{"before": 0.5, "after": 0.7}]) == 1.0

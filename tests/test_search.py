@@ -14,7 +14,7 @@ NAMES = ["brightness", "contrast", "fog", "rotation", "translation"]
 
 
 def _ids(cases):
-    return [(c.case_id, c.seed_index, json.dumps([link.to_dict() for link in c.links])) for c in cases]
+    return [(c.case_id, c.seed_index, json.dumps(c.chain.to_json())) for c in cases]
 
 
 @pytest.mark.parametrize("name", ["random", "deeptest", "deephunter", "sweep"])
@@ -44,19 +44,19 @@ def test_deeptest_depth_first_and_reuses_winners():
     s = DeepTestStrategy(3, ["brightness", "contrast", "fog", "gamma", "rain"], 0, tries=4, max_depth=2)
     first = s.next_batch(4)
     assert [c.seed_index for c in first] == [0, 0, 0, 0]  # one node's 4 tries
-    assert all(len(c.links) == 2 for c in first)
+    assert all(len(c.chain) == 2 for c in first)
     gains = np.array([0, 5, 0, 0])
     s.feedback(first, gains, np.zeros(4, bool))
-    winner = tuple(link.transform.name for link in first[1].links)
+    winner = tuple(t.name for t in first[1].chain)
     assert s.winners[0] == winner
     nxt = s.next_batch(4)
     # Depth first: the child of the successful try is explored next, extending its chain.
-    assert all(c.seed_index == 0 and len(c.links) == 4 for c in nxt)
-    assert all(c.links[:2] == first[1].links for c in nxt)
-    assert tuple(link.transform.name for link in nxt[0].links[2:]) == winner  # winners tried first
+    assert all(c.seed_index == 0 and len(c.chain) == 4 for c in nxt)
+    assert all(c.chain.to_json()[:2] == first[1].chain.to_json() for c in nxt)
+    assert tuple(t.name for t in nxt[0].chain.transforms[2:]) == winner  # winners tried first
     s.feedback(nxt, np.array([1, 0, 0, 0]), np.zeros(4, bool))  # depth 2 reached: not pushed
     after = s.next_batch(4)
-    assert all(c.seed_index == 1 and len(c.links) == 2 for c in after)
+    assert all(c.seed_index == 1 and len(c.chain) == 2 for c in after)
 
 
 def test_deephunter_queue_grows_with_coverage_and_keeps_one_affine():
@@ -64,7 +64,7 @@ def test_deephunter_queue_grows_with_coverage_and_keeps_one_affine():
     cases = s.next_batch(8)
     assert len(s.queue) == 2
     gains = np.zeros(8)
-    geometric = [i for i, c in enumerate(cases) if c.links[0].transform.kind == "geometric"]
+    geometric = [i for i, c in enumerate(cases) if c.chain.transforms[0].kind == "geometric"]
     assert geometric, "with 2 of 3 names geometric, 8 mutants should include one"
     gains[geometric[0]] = 3
     s.feedback(cases, gains, np.zeros(8, bool))
@@ -72,7 +72,7 @@ def test_deephunter_queue_grows_with_coverage_and_keeps_one_affine():
     # Mutants of the new element add no second affine transform.
     for _ in range(20):
         for c in s.next_batch(8):
-            assert sum(link.transform.kind == "geometric" for link in c.links) <= 1
+            assert c.chain.affine_count <= 1
 
 
 def test_deephunter_selection_prefers_less_fuzzed():
@@ -89,7 +89,7 @@ def test_sweep_covers_every_preset_transform_on_every_seed_once():
     while not s.done:
         cases += s.next_batch(7)
     assert len(cases) == 20 * 3
-    seen = {(json.dumps(c.links[0].transform.to_dict(), sort_keys=True), c.seed_index) for c in cases}
+    seen = {(json.dumps(c.chain.transforms[0].to_dict(), sort_keys=True), c.seed_index) for c in cases}
     assert len(seen) == 60
 
 
@@ -110,5 +110,5 @@ def test_at_most_one_affine_transform_per_chain(name):
     for _ in range(15):
         cases = s.next_batch(20)
         for c in cases:
-            assert sum(link.transform.kind == "geometric" for link in c.links) <= 1, c.name
+            assert c.chain.affine_count <= 1, c.name
         s.feedback(cases, np.ones(len(cases)), np.zeros(len(cases), bool))

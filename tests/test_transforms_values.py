@@ -240,10 +240,14 @@ def test_chain_applies_in_order_with_child_seeds_and_composes_matrices():
     x = np.random.default_rng(0).integers(0, 256, (2, 30, 40, 3), dtype=np.uint8)
     rot, tr, rain = get("rotation", degrees=10), get("translation", tx=5, ty=-3), get("rain", severity=0.6)
     chain = Chain((rot, rain))
-    seeds = np.random.SeedSequence(9).spawn(2)
-    expected = rain(rot(x, seed=np.random.default_rng(seeds[0])), seed=np.random.default_rng(seeds[1]))
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(9).spawn(2)]  # child i of seed 9
+    assert chain.seeded(9).seeds == tuple(seeds) == Chain.link_seeds(9, 2)
+    expected = rain(rot(x, seed=seeds[0]), seed=seeds[1])
     assert np.array_equal(chain(x, seed=9), expected)
     assert np.array_equal(chain(x, seed=9), chain(x, seed=9))
+    assert np.array_equal(chain.seeded(9)(x), expected)  # a seeded chain is a complete recipe
+    assert np.array_equal(Chain((rot, rain), seeds=(5, 6))(x), rain(rot(x, seed=5), seed=6))
+    assert Chain.from_json(json.loads(json.dumps(chain.seeded(9).to_json()))) == chain.seeded(9)
     assert np.allclose(Chain((rot, rain, tr)).matrix(30, 40), tr.matrix(30, 40) @ rot.matrix(30, 40))
     assert Chain((rain, get("fog", severity=0.5))).matrix(30, 40) is None
     assert chain.valid and chain.affine_count == 1
@@ -253,7 +257,7 @@ def test_chain_applies_in_order_with_child_seeds_and_composes_matrices():
         two.check_valid()
     assert Chain((get("rotation"), tr)).valid  # an identity rotation does not count
     assert Chain((get("hflip", flip=1), get("hflip", flip=1))).mirrors_horizontally is False
-    assert from_dict(json.loads(json.dumps(two.to_dict()))) == two
+    assert Chain.from_json(json.loads(json.dumps(two.to_json()))) == two
     assert two.name == "rotation+rotation+rain+translation"
 
 

@@ -10,12 +10,12 @@ immutable values that work on uint8 RGB batches (N, H, W, 3)::
 
 # Import order is registry order: photometric, geometric, weather, sensor.
 from . import photometric, geometric, weather, sensor  # noqa: F401,I001  (register the transforms)
-from .chain import MAX_AFFINE, Chain
+from .chain import MAX_AFFINE, Chain, as_chain
 from .core import KINDS, REGISTRY, Param, Transform, TransformSpec, from_dict, get
 from .points import map_boxes, map_points
 from .presets import PRESETS, presets_with
 
-__all__ = ["KINDS", "MAX_AFFINE", "PRESETS", "REGISTRY", "Chain", "Param", "Transform", "TransformSpec",
+__all__ = ["KINDS", "MAX_AFFINE", "PRESETS", "REGISTRY", "Chain", "Param", "as_chain", "Transform", "TransformSpec",
            "from_dict", "get", "map_boxes", "map_points", "names", "presets_with"]
 
 

@@ -125,6 +125,11 @@ class TransformSpec:
     random_params: Callable[[np.random.Generator], dict] | None = field(default=None, repr=False)
     random_doc: str = ""
 
+    @property
+    def affine(self) -> bool:
+        """Whether this transform moves pixels by a 3x3 matrix (counts toward the one-affine-per-chain rule)."""
+        return self.kind == "geometric"
+
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:
@@ -243,7 +248,7 @@ class Transform:
     @property
     def is_affine(self) -> bool:
         """Counts toward DeepHunter's at-most-one-affine-per-chain validity rule."""
-        return self.kind == "geometric" and not self.is_identity
+        return self.spec.affine and not self.is_identity
 
     @property
     def mirrors_horizontally(self) -> bool:
@@ -302,14 +307,10 @@ def get(name: str, severity: float | None = None, **params) -> Transform:
     return s.from_severity(severity, **params)
 
 
-def from_dict(d: Mapping) -> Any:
-    """Inverse of ``to_dict`` for a Transform ``{"name", "params"}`` or a Chain ``{"chain": [...]}``."""
+def from_dict(d: Mapping) -> "Transform":
+    """Inverse of ``Transform.to_dict``: ``{"name", "params"}`` (a chain's JSON form is ``Chain.from_json``)."""
     if not isinstance(d, Mapping):
         raise ConfigError(f"a transform must be a JSON object with 'name' and 'params', got {d!r}")
-    if "chain" in d:
-        from .chain import Chain
-
-        return Chain.from_dict(d)
     if "name" not in d:
         raise ConfigError(f"a transform needs a 'name', got keys {sorted(d)}")
     params = d.get("params", {}) or {}

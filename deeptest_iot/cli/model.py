@@ -6,8 +6,7 @@ import json
 
 import click
 
-TRUST_HELP = ("Load models holding Lambda layers with Python bytecode. DANGEROUS: loading such a file "
-              "runs arbitrary code from it; only use this for files you made or fully trust.")
+from deeptest_iot.engine.options import TRUST_HELP
 
 
 def model_options(func):
@@ -28,20 +27,6 @@ def model_options(func):
     return func
 
 
-def load_from_options(model_path, card_path=None, task=None, include=(), exclude=(), trust_model=False):
-    """Load a model as the CLI options say (card file, task override, layer patterns, trust)."""
-    from deeptest_iot.model.card import ModelCard, resolve_card
-    from deeptest_iot.model.core import load_model
-
-    if card_path:
-        card = ModelCard.from_toml(card_path)
-        if task:
-            card = card.replace(task=task)
-    else:
-        card = resolve_card(model_path, {"task": task} if task else None)
-    return load_model(model_path, card, trust=trust_model, include=include, exclude=exclude)
-
-
 @click.command("inspect")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @model_options
@@ -49,7 +34,9 @@ def load_from_options(model_path, card_path=None, task=None, include=(), exclude
 @click.option("--no-speed", is_flag=True, help="Skip the throughput estimate.")
 def inspect(model_path, card_path, task, include, exclude, trust_model, as_json, no_speed):
     """Print the model card in force, the input MODEL expects, the layers counted and its speed."""
-    mut = load_from_options(model_path, card_path, task, include, exclude, trust_model)
+    from deeptest_iot.model.core import load_model
+
+    mut = load_model(model_path, card_path, task=task, include=include, exclude=exclude, trust=trust_model)
     info = mut.describe()
     if not no_speed:
         info["throughput_fps"] = round(mut.throughput(seconds=1.5), 1)
@@ -93,7 +80,9 @@ def profile(model_path, card_path, task, include, exclude, trust_model, seeds, n
     from deeptest_iot.data.scenes import generate
     from deeptest_iot.data.seeds import load_seeds
 
-    mut = load_from_options(model_path, card_path, task, include, exclude, trust_model)
+    from deeptest_iot.model.core import load_model
+
+    mut = load_model(model_path, card_path, task=task, include=include, exclude=exclude, trust=trust_model)
     prof = Profile(mut.layer_sizes, mut.fingerprint)
     if seeds:
         frames = load_seeds(seeds).images

@@ -8,7 +8,6 @@ subclasses; the CLI group prints them as one line and exits 2.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click

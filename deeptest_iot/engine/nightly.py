@@ -49,7 +49,7 @@ def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path,
     Raises InputError for a bad folder and IncomparableRunsError when the baseline cannot be
     reproduced by this version (other tool version, or not complete): checked before the
     campaign runs, so a nightly job fails in seconds rather than after the campaign."""
-    from deeptest_iot.engine.campaign import CampaignOptions
+    from deeptest_iot.engine.options import BY_NAME, CampaignOptions
 
     run = open_run(baseline_dir)
     summary = run.summary
@@ -63,8 +63,8 @@ def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path,
     if problems:
         raise IncomparableRunsError(f"baseline {baseline_dir} cannot be validated against: " + "; ".join(problems))
     recorded = summary.get("campaign") or {}
-    fields = set(CampaignOptions.fields())
-    values = {k: v for k, v in recorded.items() if k in fields and k not in CANDIDATE_OPTIONS}
+    values = {k: v for k, v in recorded.items()
+              if k in BY_NAME and k not in CANDIDATE_OPTIONS and (v is not None or BY_NAME[k].nullable)}
     if "budget" not in recorded and isinstance(summary.get("inputs_tried"), int):
         # A summary that does not record the budget: a complete campaign stopped at its budget (or
         # earlier, when the strategy ran out of cases), so the inputs it tried reproduce its size.

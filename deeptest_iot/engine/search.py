@@ -13,52 +13,33 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from deeptest_iot.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Link:
-    """One transform applied with its own randomness seed (rain drops, noise)."""
-
-    transform: Any
-    seed: int
-
-    def to_dict(self) -> dict:
-        d = self.transform.to_dict()
-        return {"name": d["name"], "params": d["params"], "seed": int(self.seed)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Link":
-        from deeptest_iot.transforms import from_dict
-
-        return cls(from_dict({"name": d["name"], "params": d["params"]}), int(d["seed"]))
+from deeptest_iot.transforms import Chain
 
 
 @dataclass(frozen=True)
 class Case:
-    """A test input to build: ``links`` applied, in order, to seed ``seed_index``."""
+    """A test input to build: the seeded ``chain`` applied to seed ``seed_index``."""
 
     case_id: int
     seed_index: int
-    links: tuple[Link, ...]
-
-    @property
-    def transforms(self) -> list:
-        return [link.transform for link in self.links]
+    chain: Chain
 
     @property
     def name(self) -> str:
-        return "+".join(link.transform.name for link in self.links)
+        return self.chain.name
 
     @property
     def severity(self) -> float:
-        values = [getattr(link.transform, "severity", None) for link in self.links]
-        values = [float(v) for v in values if v is not None]
-        return max(values) if values else 0.0
+        return self.chain.severity
+
+
+#: The chain of a seed itself: no transform yet.
+EMPTY = Chain((), ())
 
 
 def case_rng(campaign_seed: int, case_id: int) -> np.random.Generator:
@@ -66,19 +47,12 @@ def case_rng(campaign_seed: int, case_id: int) -> np.random.Generator:
     return np.random.default_rng([int(campaign_seed), int(case_id)])
 
 
-def _chain_to_json(links: Sequence[Link]) -> list:
-    return [link.to_dict() for link in links]
-
-
-def _chain_from_json(data: list) -> tuple[Link, ...]:
-    return tuple(Link.from_dict(d) for d in data)
-
-
 class Strategy:
     """Base: a case counter, a strategy Generator, and the pool of transform names to draw from."""
 
     name = "base"
     uses_feedback = True  # False: the next batch does not depend on the last one's coverage
+    checks_validity = False  # True: the campaign drops mutants that fail DeepHunter's validity rule
 
     def __init__(self, n_seeds: int, transform_names: Sequence[str], campaign_seed: int, **options):
         from deeptest_iot.transforms import REGISTRY
@@ -103,7 +77,7 @@ class Strategy:
         return False
 
     # -- building cases ------------------------------------------------------------------------
-    def _new_case(self, seed_index: int, prefix: tuple[Link, ...], choose) -> Case:
+    def _new_case(self, seed_index: int, prefix: Chain, choose) -> Case:
         """A case: ``prefix`` plus a random-parameter link per name ``choose(rng)`` picks.
 
         Every random choice of the case (names, parameters, link seeds) comes from its own Generator.
@@ -111,22 +85,22 @@ class Strategy:
         case_id = self.next_case
         self.next_case += 1
         rng = case_rng(self.seed, case_id)
-        names = choose(rng)
-        links = list(prefix)
-        for name in names:
-            links.append(Link(self.registry[name].random(rng), int(rng.integers(0, 2**31 - 1))))
-        return Case(case_id, int(seed_index), tuple(links))
+        chain = prefix
+        for name in choose(rng):
+            chain = chain.then(self.registry[name].random(rng), int(rng.integers(0, 2**31 - 1)))
+        return Case(case_id, int(seed_index), chain)
 
-    def _pick_names(self, k: int, rng: np.random.Generator, avoid_geometric: bool = False) -> list[str]:
-        """``k`` distinct names (when there are enough), at most one affine among them, none when
-        ``avoid_geometric`` (the chain already has one): DESIGN's one-affine-per-chain rule."""
-        geometric = [n for n in self.names if self.registry[n].kind == "geometric"]
-        other = [n for n in self.names if self.registry[n].kind != "geometric"]
+    def _pick_names(self, k: int, rng: np.random.Generator, chain: Chain = None) -> list[str]:
+        """``k`` distinct names (when there are enough) to extend ``chain`` with, keeping the chain's
+        one-affine rule (``Chain.accepts_affine``): at most one affine name, none when the chain has one."""
+        affine = [n for n in self.names if self.registry[n].affine]
+        other = [n for n in self.names if not self.registry[n].affine]
+        avoid = chain is not None and not chain.accepts_affine()
         if not other:  # only affine transforms were asked for: the rule cannot hold, honour the request
-            avoid_geometric, geometric, other = False, [], list(self.names)
+            avoid, affine, other = False, [], list(self.names)
         picked: list[str] = []
         for _ in range(k):
-            pool = other if (avoid_geometric or any(p in geometric for p in picked)) else self.names
+            pool = other if (avoid or any(p in affine for p in picked)) else self.names
             fresh = [n for n in pool if n not in picked] or pool
             picked.append(fresh[int(rng.integers(len(fresh)))])
         return picked
@@ -160,7 +134,7 @@ class RandomStrategy(Strategy):
         cases = []
         for _ in range(size):
             seed_index = int(self.rng.integers(self.n_seeds))
-            cases.append(self._new_case(seed_index, (), lambda rng: self._pick_names(self.links, rng)))
+            cases.append(self._new_case(seed_index, EMPTY, lambda rng: self._pick_names(self.links, rng)))
         return cases
 
 
@@ -223,7 +197,7 @@ class SweepStrategy(Strategy):
             self.position += 1
             # One randomness seed per preset, shared by all seeds, so a preset runs as one batched call.
             seed = int(np.random.default_rng([self.seed, 0x5EE9, t_index]).integers(0, 2**31 - 1))
-            cases.append(Case(case_id, seed_index, (Link(self.plan[t_index], seed),)))
+            cases.append(Case(case_id, seed_index, Chain([self.plan[t_index]], [seed])))
         return cases
 
     def state(self):
@@ -249,14 +223,14 @@ class DeepTestStrategy(Strategy):
     def __init__(self, *args, tries: int = 10, links: int = 2, max_depth: int = 3, **kwargs):
         super().__init__(*args, **kwargs)
         self.tries, self.links, self.max_depth = int(tries), int(links), int(max_depth)
-        self.stack: list[tuple[int, tuple[Link, ...], int]] = []  # (seed index, chain, depth)
+        self.stack: list[tuple[int, Chain, int]] = []  # (seed index, chain, depth)
         self.winners: list[tuple[str, ...]] = []  # transform-name tuples that raised coverage, newest first
         self.rounds = 0
-        self._pending: dict[int, tuple[int, tuple[Link, ...], int]] = {}
+        self._pending: dict[int, tuple[int, Chain, int]] = {}
 
     def _refill(self):
         # Reverse so that seed 0 is popped first.
-        self.stack = [(i, (), 0) for i in reversed(range(self.n_seeds))]
+        self.stack = [(i, EMPTY, 0) for i in reversed(range(self.n_seeds))]
         self.rounds += 1
 
     def next_batch(self, size):
@@ -266,15 +240,14 @@ class DeepTestStrategy(Strategy):
                 self._refill()
             seed_index, chain, depth = self.stack.pop()
             for t in range(self.tries):
-                has_affine = any(link.transform.kind == "geometric" for link in chain)
                 winner = self.winners[t] if t < len(self.winners) else None
-                if winner is not None and not (has_affine and any(
-                        self.registry[n].kind == "geometric" for n in winner)):
+                if winner is not None and (chain.accepts_affine() or not any(
+                        self.registry[n].affine for n in winner)):
                     choose = lambda rng, names=list(winner): names  # noqa: E731 - reuse what worked first
                 else:
-                    choose = lambda rng, a=has_affine: self._pick_names(self.links, rng, avoid_geometric=a)  # noqa: E731
+                    choose = lambda rng, c=chain: self._pick_names(self.links, rng, c)  # noqa: E731
                 case = self._new_case(seed_index, chain, choose)
-                self._pending[case.case_id] = (seed_index, case.links, depth + 1)
+                self._pending[case.case_id] = (seed_index, case.chain, depth + 1)
                 cases.append(case)
         return cases
 
@@ -284,7 +257,7 @@ class DeepTestStrategy(Strategy):
             node = self._pending.pop(case.case_id, None)
             if node is None or gain <= 0:
                 continue
-            new_names = tuple(link.transform.name for link in case.links[len(case.links) - self.links:])
+            new_names = tuple(t.name for t in case.chain.transforms[len(case.chain) - self.links:])
             if new_names in self.winners:
                 self.winners.remove(new_names)
             self.winners.insert(0, new_names)
@@ -296,13 +269,13 @@ class DeepTestStrategy(Strategy):
 
     def state(self):
         return {**super().state(), "rounds": self.rounds,
-                "stack": [[s, _chain_to_json(c), d] for s, c, d in self.stack],
+                "stack": [[s, c.to_json(), d] for s, c, d in self.stack],
                 "winners": [list(w) for w in self.winners]}
 
     def restore(self, state):
         super().restore(state)
         self.rounds = int(state["rounds"])
-        self.stack = [(int(s), _chain_from_json(c), int(d)) for s, c, d in state["stack"]]
+        self.stack = [(int(s), Chain.from_json(c), int(d)) for s, c, d in state["stack"]]
         self.winners = [tuple(w) for w in state["winners"]]
         self._pending = {}
 
@@ -317,12 +290,13 @@ class DeepHunterStrategy(Strategy):
     """
 
     name = "deephunter"
+    checks_validity = True
 
     def __init__(self, *args, mutants: int = 16, gamma: float = 5.0, p_max: float = 0.8, p_min: float = 0.3,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.mutants, self.gamma, self.p_max, self.p_min = int(mutants), float(gamma), float(p_max), float(p_min)
-        self.queue: list[tuple[int, tuple[Link, ...]]] = [(i, ()) for i in range(self.n_seeds)]
+        self.queue: list[tuple[int, Chain]] = [(i, EMPTY) for i in range(self.n_seeds)]
         self.fuzzed: list[int] = [0] * self.n_seeds
 
     def _weights(self) -> np.ndarray:
@@ -336,25 +310,23 @@ class DeepHunterStrategy(Strategy):
             pick = int(self.rng.choice(len(self.queue), p=self._weights()))
             self.fuzzed[pick] += 1
             seed_index, chain = self.queue[pick]
-            has_affine = any(link.transform.kind == "geometric" for link in chain)
             for _ in range(self.mutants):
-                cases.append(self._new_case(
-                    seed_index, chain, lambda rng: self._pick_names(1, rng, avoid_geometric=has_affine)))
+                cases.append(self._new_case(seed_index, chain, lambda rng: self._pick_names(1, rng, chain)))
         return cases
 
     def feedback(self, cases, gains, failed):
         for case, gain in zip(cases, gains):
             if gain > 0:
-                self.queue.append((case.seed_index, case.links))
+                self.queue.append((case.seed_index, case.chain))
                 self.fuzzed.append(0)
 
     def state(self):
-        return {**super().state(), "queue": [[s, _chain_to_json(c)] for s, c in self.queue],
+        return {**super().state(), "queue": [[s, c.to_json()] for s, c in self.queue],
                 "fuzzed": list(self.fuzzed)}
 
     def restore(self, state):
         super().restore(state)
-        self.queue = [(int(s), _chain_from_json(c)) for s, c in state["queue"]]
+        self.queue = [(int(s), Chain.from_json(c)) for s, c in state["queue"]]
         self.fuzzed = [int(f) for f in state["fuzzed"]]
 
 

@@ -1,16 +1,15 @@
 """DeepHunter's validity constraint: is a mutant still a plausible version of its seed?
 
-Two rules, both from ``shared/DESIGN.md``:
+Two rules (DeepHunter, Xie et al. ISSTA 2019):
 
 * **pixel rule** (per image, vectorised over the batch): the mutant ``s'`` of seed ``s`` is valid
   iff ``L0(s, s') < alpha * size(s)`` or ``Linf(s, s') <= beta * 255``. ``L0`` counts the array
   elements (pixel channels) that differ and ``size(s)`` is the number of elements ``H * W * C``,
   as DeepHunter counts with ``np.size``; ``Linf`` is the largest absolute change of one element.
   A mutant may change a few pixels arbitrarily, or every pixel a little, not both.
-* **chain rule**: at most one affine transform per chain: links whose ``.kind == "geometric"``
-  (a horizontal flip is affine too), or, when a link says so itself, whose ``.is_affine`` is true
-  (a geometric transform at its identity does not count). Repeated affine transforms compound into
-  frames no camera would produce.
+* **chain rule**: at most one affine transform per chain (``Chain.valid``: geometric links that
+  move pixels; a horizontal flip is affine too, a geometric transform at its identity is not).
+  Repeated affine transforms compound into frames no camera would produce.
 
 Weather and sensor transforms change most pixels by design (fog greys the whole frame, noise
 touches every pixel), so the pixel rule would reject them all. For a chain that contains any link
@@ -29,7 +28,8 @@ from typing import NamedTuple
 import numpy as np
 
 from deeptest_iot.errors import ConfigError, InputError
-from deeptest_iot.tasks.oracles import chain_links
+from deeptest_iot.tasks.base import per_chain, per_input_chains
+from deeptest_iot.transforms import as_chain
 
 __all__ = ["Validity", "check_validity", "is_valid", "pixel_distances", "chain_is_valid",
            "DEFAULT_ALPHA", "DEFAULT_BETA", "WAIVED_KINDS"]
@@ -81,18 +81,11 @@ def pixel_distances(originals, mutants) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chain_is_valid(chain, max_severity: float = 1.0) -> tuple[bool, bool]:
-    """``(chain_ok, waived)`` for one chain (a transform, a Chain, a list of links, or None)."""
-    links = chain_links(chain)
-    kinds = [getattr(link, "kind", None) for link in links]
-    affine = sum(bool(getattr(link, "is_affine", kind == "geometric")) for link, kind in zip(links, kinds))
-    waived = any(k in WAIVED_KINDS for k in kinds)
-    within = True
-    for link, kind in zip(links, kinds):
-        if kind in WAIVED_KINDS:
-            sev = getattr(link, "severity", None)
-            if sev is not None and not float(sev) <= max_severity:
-                within = False
-    return affine <= 1 and within, waived
+    """``(chain_ok, waived)`` for one chain (a transform, a Chain, a list of transforms, or None)."""
+    chain = as_chain(chain)
+    waived = any(t.kind in WAIVED_KINDS for t in chain)
+    within = all(t.severity <= max_severity for t in chain if t.kind in WAIVED_KINDS)
+    return chain.valid and within, waived
 
 
 def check_validity(originals, mutants, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA,
@@ -109,20 +102,7 @@ def check_validity(originals, mutants, alpha: float = DEFAULT_ALPHA, beta: float
     size = int(np.prod(np.asarray(mutants).shape[1:]))
     pixel_ok = (l0 < alpha * size) | (linf <= beta * 255)
 
-    if chains is None:
-        per = [None] * n
-    elif isinstance(chains, (list, tuple)) and not any(hasattr(chains, a) for a in ("matrix", "name", "kind")):
-        if len(chains) != n:
-            raise InputError(f"chains must be one chain for the batch or one per mutant ({n}), got {len(chains)}")
-        per = list(chains)
-    else:
-        per = [chains] * n
-    cache: dict[int, tuple[bool, bool]] = {}
-    flags = []
-    for c in per:
-        if id(c) not in cache:
-            cache[id(c)] = chain_is_valid(c, max_severity)
-        flags.append(cache[id(c)])
+    flags = per_chain(per_input_chains(chains, n, "mutant"), lambda c: chain_is_valid(c, max_severity))
     chain_ok = np.array([f[0] for f in flags], dtype=bool).reshape(n)
     waived = np.array([f[1] for f in flags], dtype=bool).reshape(n)
     pixel_ok = pixel_ok | waived

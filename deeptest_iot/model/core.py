@@ -196,7 +196,8 @@ class ModelUnderTest:
         return [np.zeros((0, 1), np.float32)]
 
     # -- reading outputs -----------------------------------------------------------------------
-    def _output_index(self, raw: list[np.ndarray]) -> int:
+    def output_index(self, raw: list[np.ndarray]) -> int:
+        """Which raw output the card names (by index or by the model's output name)."""
         out = self.card.output
         if isinstance(out, str):
             names = self.output_names
@@ -212,29 +213,22 @@ class ModelUnderTest:
     def output_names(self) -> list[str]:
         return []
 
-    def decode(self, raw: list[np.ndarray], frame_hw: tuple[int, int]):
-        """Turn raw outputs into steering angles, class probabilities or detections, refusing NaN/Inf."""
-        task = self.card.task
-        if task == "detection":
-            for arr in raw:
-                _check_finite(arr, self.name)
-            from deeptest_iot.tasks.boxes import DECODERS
+    @property
+    def task(self):
+        """The rules of the card's task (relation, decoding, labels, drawing)."""
+        from deeptest_iot.tasks import get_task
 
-            if self.card.decoder not in DECODERS:
-                raise ConfigError(f"model card: unknown detection decoder {self.card.decoder!r}; "
-                                  f"known: {', '.join(sorted(DECODERS))}")
-            dets = DECODERS[self.card.decoder](raw, input_hw=tuple(self.card.input_size),
-                                                 score_threshold=self.card.score_threshold)
-            return [map_detections_to_frame(d, frame_hw, self.card) for d in dets]
-        arr = raw[self._output_index(raw)]
+        return get_task(self.card.task)
+
+    def decode(self, raw: list[np.ndarray], frame_hw: tuple[int, int]):
+        """Turn raw outputs into the task's outputs (angles, class probabilities, detections); the task
+        refuses NaN/Inf in the outputs it reads (``check_finite``)."""
+        return self.task.decode(raw, self, frame_hw)
+
+    def check_finite(self, arr: np.ndarray) -> np.ndarray:
+        """``arr`` (a raw output of a batch), or an OutputError naming the inputs that gave NaN or Inf."""
         _check_finite(arr, self.name)
-        arr = arr.reshape(len(arr), -1).astype(np.float64)
-        if task == "steering":
-            if arr.shape[1] != 1:
-                raise ModelError(f"steering model {self.name!r} has {arr.shape[1]} output units; expected one "
-                                 "(set task = \"classification\" or choose the output in the model card)")
-            return arr[:, 0]
-        return _as_probabilities(arr, self.card.probabilities)
+        return arr
 
     def describe(self) -> dict[str, Any]:
         """What `inspect` prints: card, input, layers counted."""
@@ -275,28 +269,6 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         raise OutputError(f"model {name!r} output NaN or Inf for {len(bad)} of {len(arr)} input(s) "
                           f"(first: {first}); deeptest-iot reports them instead of averaging them away. "
                           "Check the model and its card's scale/offset")
-
-
-def _as_probabilities(arr: np.ndarray, mode: str) -> np.ndarray:
-    """Softmax when asked, or in "auto" mode when rows are not already probability vectors."""
-    if mode == "identity":
-        return arr
-    is_prob = ((arr >= 0).all() and (arr <= 1).all() and np.allclose(arr.sum(axis=1), 1.0, atol=1e-3))
-    if mode == "softmax" or (mode == "auto" and not is_prob):
-        z = arr - arr.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-    return arr
-
-
-def map_detections_to_frame(det, frame_hw: tuple[int, int], card: ModelCard):
-    """Boxes from network-input pixels back to frame pixels (undo the card's crop and resize)."""
-    y0, y1, x0, x1 = crop_box(frame_hw, card.crop)
-    ih, iw = card.input_size
-    boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4).copy()
-    boxes[:, [0, 2]] = boxes[:, [0, 2]] * ((x1 - x0) / iw) + x0
-    boxes[:, [1, 3]] = boxes[:, [1, 3]] * ((y1 - y0) / ih) + y0
-    return type(det)(boxes=boxes, scores=det.scores, classes=det.classes)
 
 
 # -- Keras ---------------------------------------------------------------------------------------
@@ -413,20 +385,26 @@ TRUST_HINT = ("it holds a Lambda layer with Python bytecode, which runs arbitrar
               "deeptest-iot refuses it unless you trust the file and pass --trust-model (trust=True)")
 
 
-def load_model(model, card: ModelCard | dict | str | Path | None = None, *, trust: bool = False,
-               include: Sequence[str] = (), exclude: Sequence[str] = (),
+def load_model(model, card: ModelCard | dict | str | Path | None = None, *, task: str | None = None,
+               trust: bool = False, include: Sequence[str] = (), exclude: Sequence[str] = (),
                batch_size: int = DEFAULT_BATCH) -> ModelUnderTest:
-    """Load a model to test: a path (.keras, .h5, .tflite, .onnx, SavedModel dir) or a Keras model."""
+    """Load a model to test: a path (.keras, .h5, .tflite, .onnx, SavedModel dir) or a Keras model.
+
+    ``card``: a ModelCard, a card TOML path, or a dict of card options layered on the card beside
+    the model (default: that card, else defaults). ``task`` overrides the card's task; ``include`` /
+    ``exclude`` are layer-name globs for coverage; ``trust`` allows Lambda bytecode (runs code!).
+    """
     import keras
 
     if isinstance(model, keras.Model):
-        return KerasModelUnderTest(model, resolve_card(None, card), include, exclude, batch_size=batch_size)
+        card_obj = _with_task(resolve_card(None, card), task)
+        return KerasModelUnderTest(model, card_obj, include, exclude, batch_size=batch_size)
     if not isinstance(model, (str, os.PathLike)):
         raise ModelError(f"expected a model path or a Keras model, not {type(model).__name__}")
     path = Path(model)
     if not path.exists():
         raise ModelError(f"model {path}: no such file or directory")
-    card_obj = resolve_card(path, card)
+    card_obj = _with_task(resolve_card(path, card), task)
     suffix = path.suffix.lower()
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
@@ -456,6 +434,10 @@ def load_model(model, card: ModelCard | dict | str | Path | None = None, *, trus
         raise ModelError(f"model {path}: not a model file deeptest-iot can read; expected .keras, .h5, "
                          ".tflite, .onnx or a TF SavedModel directory")
     return KerasModelUnderTest(kmodel, card_obj, include, exclude, path=str(path), batch_size=batch_size)
+
+
+def _with_task(card: ModelCard, task: str | None) -> ModelCard:
+    return card.replace(task=task) if task else card
 
 
 def _is_hdf5(path: Path) -> bool:

@@ -30,13 +30,6 @@ from deeptest_iot.results.reader import SEVERITY_BUCKETS, RunFolder, open_run, p
 WORST_DEFAULT = 12
 DISPLAY_WIDTH = 360  # pixels of each embedded image; small frames are scaled up before drawing
 
-# Steering sign convention for the arrows: a positive angle steers LEFT (counter-clockwise seen
-# from above, ISO 8855 / ROS REP 103), as the sample scenes' labels (deeptest_iot.data.scenes) do.
-POSITIVE_STEERS_RIGHT = False
-
-# Colours in BGR (OpenCV) and their CSS twins for the legend.
-BEFORE_BGR, AFTER_BGR, LABEL_BGR, EXPECTED_BGR = (60, 200, 60), (40, 40, 235), (235, 160, 40), (0, 215, 255)
-BEFORE_CSS, AFTER_CSS, LABEL_CSS, EXPECTED_CSS = "#3cc83c", "#eb2828", "#28a0eb", "#ffd700"
 SERIES_CSS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
@@ -80,120 +73,16 @@ def _scaled(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=interp), scale
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], color) -> None:
-    """Text on a dark backing box, legible on any frame."""
-    font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
-    (w, h), base = cv2.getTextSize(text, font, size, thick)
-    x, y = org
-    cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + base), (0, 0, 0), -1)
-    cv2.putText(img, text, (x, y), font, size, color, thick, cv2.LINE_AA)
-
-
-def _angle_radians(angle: float, units: str) -> float:
-    return math.radians(angle) if str(units).lower().startswith("deg") else float(angle)
-
-
-def draw_steering(image: np.ndarray, angle: float, color, units: str = "radians", thickness: int = 3) -> None:
-    """Draw a steering angle in place as an arrow from the bottom centre, like a wheel's pointer:
-    straight up for 0, tilted by the angle (right for positive, see POSITIVE_STEERS_RIGHT)."""
-    h, w = image.shape[:2]
-    theta = _angle_radians(angle, units) * (1 if POSITIVE_STEERS_RIGHT else -1)
-    theta = max(-math.pi / 2, min(math.pi / 2, theta))
-    length = 0.42 * h
-    x0, y0 = w / 2, h - 0.12 * h
-    x1, y1 = x0 + length * math.sin(theta), y0 - length * math.cos(theta)
-    cv2.circle(image, (int(x0), int(y0)), int(0.08 * h), color, 1, cv2.LINE_AA)
-    cv2.arrowedLine(image, (int(x0), int(y0)), (int(round(x1)), int(round(y1))), color, thickness,
-                    cv2.LINE_AA, tipLength=0.18)
-
-
-def draw_boxes(image: np.ndarray, boxes: Iterable, scale: float, color, labels: Iterable[str] = (),
-               thickness: int = 2) -> None:
-    """Draw xyxy boxes given in frame pixels onto an image scaled by ``scale``."""
-    labels = list(labels)
-    for k, box in enumerate(boxes or []):
-        x0, y0, x1, y1 = (int(round(float(v) * scale)) for v in box)
-        cv2.rectangle(image, (x0, y0), (x1, y1), color, thickness, cv2.LINE_AA)
-        if k < len(labels) and labels[k]:
-            _text(image, labels[k], (x0 + 3, max(y0 - 4, 12)), color)
-
-
-def _box_labels(output: dict, class_names: list) -> list[str]:
-    classes = list(output.get("classes") or [])
-    scores = list(output.get("scores") or [])
-    labels = []
-    for k, cls in enumerate(classes):
-        name = class_names[int(cls)] if isinstance(cls, int) and 0 <= cls < len(class_names) else str(cls)
-        labels.append(f"{name} {float(scores[k]):.2f}" if k < len(scores) else name)
-    return labels
-
-
-def _class_text(output: Any) -> str:
-    if isinstance(output, dict):
-        name = output.get("name", output.get("label", "?"))
-        conf = output.get("confidence")
-        return f"{name} {float(conf):.2f}" if conf is not None else str(name)
-    return str(output)
-
-
-def steering_gain(findings: list[dict], units: str = "radians") -> float:
-    """How much the arrows' tilt is exaggerated: steering angles of lane keeping are a few degrees,
-    too small to see, so the largest angle shown is drawn near 45 degrees. The gain is a round
-    number (1, 2, 5, 10 or 20, never below 1) and the legend states it; the printed values are exact."""
-    angles = []
-    for f in findings:
-        for value in (f.get("before"), f.get("after"), f.get("label"), (f.get("details") or {}).get("expected")):
-            if _is_number(value):
-                angles.append(abs(_angle_radians(float(value), units)))
-    biggest = max(angles, default=0.0)
-    if biggest <= 0:
-        return 1.0
-    return max([g for g in (1.0, 2.0, 5.0, 10.0, 20.0) if g * biggest <= math.pi / 4], default=1.0)
-
-
-def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, task: str,
+def annotate_pair(original: np.ndarray, transformed: np.ndarray, finding: dict, task,
                   units: str = "radians", class_names: list | None = None,
                   gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """The finding's two frames (BGR) scaled for display with the model's answers drawn on them:
-    steering arrows (before on the original, after on the transformed with the before as a thin
-    ghost; the seed's label, when known, as a thin blue arrow on the original), detection boxes
-    (before / after, and the expected boxes thin yellow on the transformed frame when the finding
-    records them), or the class name and confidence for classification."""
+    """The finding's two frames (BGR) scaled for display, with the model's answers drawn on them by
+    the task (``Task.annotate``: steering arrows, detection boxes, class names)."""
     orig, scale = _scaled(original)
     trans, scale_t = _scaled(transformed)
-    before, after = finding.get("before"), finding.get("after")
-    if task == "steering" and _is_number(before) and _is_number(after):
-        if _is_number(finding.get("label")):
-            draw_steering(orig, gain * float(finding["label"]), LABEL_BGR, units, thickness=1)
-        draw_steering(orig, gain * float(before), BEFORE_BGR, units)
-        draw_steering(trans, gain * expected_steering(finding), BEFORE_BGR, units, thickness=1)
-        draw_steering(trans, gain * float(after), AFTER_BGR, units)
-        _text(orig, f"before {float(before):+.3f}", (6, 16), BEFORE_BGR)
-        _text(trans, f"after {float(after):+.3f}", (6, 16), AFTER_BGR)
-    elif task == "detection" and isinstance(before, dict) and isinstance(after, dict):
-        names = list(class_names or [])
-        expected = (finding.get("details") or {}).get("expected")
-        if isinstance(expected, dict):  # {"boxes": [...], "classes": [...]} or the oracle's list of boxes
-            expected = expected.get("boxes")
-        if isinstance(expected, list):
-            draw_boxes(trans, expected, scale_t, EXPECTED_BGR, thickness=1)
-        draw_boxes(orig, before.get("boxes"), scale, BEFORE_BGR, _box_labels(before, names))
-        draw_boxes(trans, after.get("boxes"), scale_t, AFTER_BGR, _box_labels(after, names))
-    else:
-        _text(orig, _class_text(before), (6, 16), BEFORE_BGR)
-        _text(trans, _class_text(after), (6, 16), AFTER_BGR)
+    task.annotate(orig, trans, finding, scales=(scale, scale_t), units=units, class_names=list(class_names or []),
+                  gain=gain)
     return orig, trans
-
-
-def expected_steering(finding: dict) -> float:
-    """What the relation expected on the transformed frame: the oracle's ``details.expected`` when
-    recorded, else ``before``, negated when the chain mirrors the frame (the flip relation)."""
-    from deeptest_iot.results.export import mirrors  # one definition of "mirrors" for the report and the export
-
-    expected = (finding.get("details") or {}).get("expected")
-    if _is_number(expected):
-        return float(expected)
-    return -float(finding["before"]) if mirrors(finding.get("chain")) else float(finding["before"])
 
 
 def _is_number(value: Any) -> bool:
@@ -421,16 +310,6 @@ def _load_bgr(run: RunFolder, relative: Any) -> np.ndarray | None:
     return cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
 
 
-def _show(value: Any) -> str:
-    if _is_number(value):
-        return f"{float(value):+.4f}"
-    if isinstance(value, dict) and "boxes" in value:
-        return f"{len(value.get('boxes') or [])} boxes"
-    if isinstance(value, dict):
-        return _class_text(value)
-    return "\u2014" if value is None else str(value)
-
-
 def _rounded(value: Any) -> Any:
     """Parameters for display: floats to 4 significant digits."""
     if isinstance(value, float):
@@ -443,11 +322,15 @@ def _rounded(value: Any) -> Any:
 
 
 def section_worst(run: RunFolder, worst: int) -> str:
+    from deeptest_iot.tasks import TASKS, Task
+
     findings = sorted(run.findings, key=lambda f: (-f["violation"], str(f["id"])))[:max(worst, 0)]
     model = run.summary.get("model") or {}
-    units, class_names = model.get("units", "radians"), list(model.get("classes") or [])
-    task = run.task
-    gain = steering_gain(findings, units) if task == "steering" else 1.0
+    card = model.get("card") or {}
+    units = model.get("units", card.get("units", "radians"))
+    class_names = list(model.get("classes") or card.get("classes") or [])
+    task = TASKS.get(run.task, Task())
+    gain = task.display_gain(findings, units)
     figures = []
     for f in findings:
         images = f.get("images") or {}
@@ -460,28 +343,14 @@ def section_worst(run: RunFolder, worst: int) -> str:
             pics = f'<p class="warn">images of {e(f["id"])} are missing from the folder</p>'
         chain = "; ".join(f"{link.get('name')} {json.dumps(_rounded(link.get('params', {})), sort_keys=True)}"
                           for link in (f.get("chain") or []) if isinstance(link, dict))
-        label = "" if f.get("label") is None else f" &middot; label {e(_show(f.get('label')))}"
+        label = "" if f.get("label") is None else f" &middot; label {e(task.show(f.get('label')))}"
         figures.append(
             f'<figure class="pair"><div class="imgs">{pics}</div><figcaption><b>{e(f["id"])}</b> '
             f'&middot; {e(f["transform"])} &middot; seed {e(f.get("seed_id", "?"))} &middot; severity '
-            f'{fmt(f.get("severity"), 2)}<br>before {e(_show(f.get("before")))} &rarr; after '
-            f'{e(_show(f.get("after")))}{label} &middot; violation <b>{fmt(f["violation"], 4)}</b> '
+            f'{fmt(f.get("severity"), 2)}<br>before {e(task.show(f.get("before")))} &rarr; after '
+            f'{e(task.show(f.get("after")))}{label} &middot; violation <b>{fmt(f["violation"], 4)}</b> '
             f'(threshold {fmt(f.get("threshold"), 4)})<br><span class="muted">{e(chain)}</span></figcaption></figure>')
-    if task == "steering":
-        legend = (f'<span style="color:{BEFORE_CSS}">&#9650; before (original frame)</span> '
-                  f'<span style="color:{AFTER_CSS}">&#9650; after (transformed frame; thin green: what the relation expected)</span> '
-                  f'<span style="color:{LABEL_CSS}">&#9650; seed label</span> '
-                  f'&middot; arrows point where the car steers: up is straight, '
-                  f'{"right" if POSITIVE_STEERS_RIGHT else "left"} is positive'
-                  + (f'; tilt exaggerated &times;{gain:g} so that differences show (the numbers are exact)'
-                     if gain != 1 else ''))
-    elif task == "detection":
-        legend = (f'<span style="color:{BEFORE_CSS}">&#9633; boxes before</span> '
-                  f'<span style="color:{AFTER_CSS}">&#9633; boxes after</span> '
-                  f'<span style="color:{EXPECTED_CSS};background:#444">&#9633; expected (mapped) boxes</span>')
-    else:
-        legend = (f'<span style="color:{BEFORE_CSS}">before</span> / <span style="color:{AFTER_CSS}">after</span>: '
-                  'predicted class and confidence')
+    legend = task.legend(gain)
     body = (f'<div class="pairs">{"".join(figures)}</div>' if figures
             else '<p class="muted">No findings: the relation held on every input.</p>')
     return (f'<section id="worst"><h2>Worst findings</h2><p class="legend">{legend}</p>'

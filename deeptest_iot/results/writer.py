@@ -99,6 +99,12 @@ class FindingsWriter:
         self.offset += len(data)
 
 
+    def sync(self) -> None:
+        """Make what was appended durable (before a checkpoint names its length)."""
+        with open(self.path, "ab") as f:
+            os.fsync(f.fileno())
+
+
 _VERDICT_KEYS = ("before", "after", "label", "violation", "threshold")
 
 

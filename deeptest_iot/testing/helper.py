@@ -104,18 +104,19 @@ class Metamorphic:
 
         from deeptest_iot.errors import ConfigError
         from deeptest_iot.model.core import check_frames
+        from deeptest_iot.transforms import as_chain
 
         mut = self._state.resolve_model(model)
         ids = None
         if hasattr(images, "images") and hasattr(images, "ids"):
             ids = list(images.ids)
-            if labels is None and mut.card.task == "steering" and getattr(images, "task", None) == "steering":
-                labels = images.labels
+            if labels is None:
+                labels = mut.task.seed_labels(images)
             images = images.images
         frames = check_frames(images)
         if ids is None:
             ids = [f"input-{i}" for i in range(len(frames))]
-        chain = _as_chain(transform)
+        chain = as_chain(transform)
         labs = None
         if labels is not None:
             labs = np.asarray(labels)
@@ -135,123 +136,56 @@ class Metamorphic:
     def _check(self, mut, frames, ids, labs, chain, relation, oracle_options):
         import numpy as np
 
-        from deeptest_iot.results.writer import finding_record
+        from deeptest_iot.engine.check import SeedBatch
 
         state = self._state
         run = state.run_for(mut)
         n = len(frames)
-        transformed = chain(frames, seed=0)
-        track = run.tracker is not None
-        res = mut.run(np.concatenate([frames, transformed]), with_activations=track)
-        ref, out = res.outputs[:n], res.outputs[n:]  # an array, or a list of detections
-        gains = np.zeros(n, np.int64)
-        if track:
-            all_gains = run.tracker.update(res.activations)
-            gains = all_gains[n:]
+        chain = chain.seeded(0)
+        transformed = chain(frames)
+        task = _relation(mut, relation)
+        labels = labs
 
-        oracle = _oracle(mut, relation, labs, ref, oracle_options)
-        task_labels = labs if oracle.relation in ("steering", "classification") else None
-        verdicts = oracle.check(ref, out, [chain] * n, labels=task_labels, frame_size=frames.shape[1:3])
+        def oracle_for(reference):
+            if task is None:
+                return relation  # an oracle object the test passed
+            return task.oracle_for(mut.card, reference, labels, **oracle_options)
 
         item = state.current
         nodeid = item.nodeid if item is not None else "(outside a test)"
+        first_case = run.case
+        result = run.check(transformed, [chain] * n, SeedBatch(ids=ids, indices=np.arange(n), images=frames,
+                                                             labels=labels),
+                           oracle=oracle_for, case_ids=[first_case + i for i in range(n)], extra={"test": nodeid})
+        verdicts = result.verdicts
+        run.case += n
         state.spent[nodeid] = state.spent.get(nodeid, 0) + n
-        run.stats.add([chain.name] * n, [chain.severity] * n, verdicts.failed, verdicts.violation)
-        if track:
-            run.stats.record_growth(run.tracker.coverage())
         run.transforms.append(chain.name)
-        config = oracle.config()
+        config = result.oracle.config() if hasattr(result.oracle, "config") else {"name": verdicts.relation}
         if config not in run.relations:
             run.relations.append(config)
         test = run.tests.setdefault(nodeid, {"tried": 0, "findings": 0})
         test["tried"] += n
         test["findings"] += int(verdicts.failed.sum())
-
-        records, pairs, first_id = [], [], run.writer.count
-        for i in verdicts.failures:
-            records.append(finding_record(
-                verdicts, i, case=run.case + int(i), seed_id=ids[i], seed_index=int(i), transform=chain.name,
-                chain=[t.to_dict() for t in chain.transforms], severity=chain.severity, coverage_gain=gains[i],
-                test=nodeid))
-            pairs.append((frames[i], transformed[i]))
-        run.writer.append(records, pairs)
-        run.case += n
         state.write_summary(run, "running")
 
         message = None
         if verdicts.failed.any():
-            saved = {int(i): first_id + k for k, i in enumerate(verdicts.failures)}
+            saved = {int(i): int(fid[1:]) for i, fid in zip(verdicts.failures, result.finding_ids)}
             message = failure_message(run.folder, mut, chain, verdicts, ids, saved, config)
-        return InvariantResult(n, verdicts.relation, ref, out, verdicts.violation), message
+        return InvariantResult(n, verdicts.relation, result.reference, result.outputs, verdicts.violation), message
 
 
-def _as_chain(transform):
-    from deeptest_iot.errors import ConfigError
-    from deeptest_iot.transforms import Chain, Transform, from_dict
-
-    if isinstance(transform, Chain):
-        return transform
-    if isinstance(transform, Transform):
-        return Chain([transform])
-    if isinstance(transform, dict):
-        t = from_dict(transform)
-        return t if isinstance(t, Chain) else Chain([t])
-    if isinstance(transform, (list, tuple)) and transform:
-        return Chain(transform)
-    if isinstance(transform, str):
-        raise ConfigError(f"transform {transform!r}: pass a transform value, e.g. "
-                          f"deeptest_iot.transforms.get({transform!r}, severity=0.5)")
-    raise ConfigError(f"expected a Transform, a Chain or a list of transforms, not {transform!r}")
-
-
-def _oracle(mut, relation, labels, reference, options):
-    from deeptest_iot.tasks.oracles import make_oracle
+def _relation(mut, relation):
+    """The task whose oracle judges (the card's, or the one ``relation`` names), or None when
+    ``relation`` is an oracle object the test passed."""
+    from deeptest_iot.tasks import get_task
 
     if relation is not None and not isinstance(relation, str):
         if not hasattr(relation, "check"):
             raise TypeError(f"relation must be a task name or an oracle with .check, not {relation!r}")
-        return relation
-    task = relation or mut.card.task
-    defaults: dict[str, Any] = {}
-    if task == "steering":
-        if labels is not None and options.get("mse_orig") is None:
-            defaults = {"seed_predictions": reference, "seed_labels": labels}
-    elif task in ("classification", "detection"):
-        # Detection as in campaigns: the card's threshold decodes boxes, the oracle's (0.5) says which
-        # are confident.
-        defaults = {"classes": list(mut.card.classes) or None}
-    return make_oracle(task, **{**defaults, **options})
-
-
-def _show(value) -> str:
-    """A model output as a person reads it: an angle, a class with its confidence, or the objects found."""
-    if value is None:
-        return "-"
-    if isinstance(value, (int, float)):
-        return f"{value:+.4f}"
-    if isinstance(value, dict) and "name" in value:
-        conf = value.get("confidence")
-        return f"{value['name']}" + (f" ({conf:.2f})" if isinstance(conf, (int, float)) else "")
-    if isinstance(value, dict) and "boxes" in value:
-        classes = value.get("classes") or []
-        return f"{len(value['boxes'])} object(s) {sorted(classes)}"
-    return str(value)
-
-
-def _rule(verdicts, oracle_config: dict | None, labelled: bool) -> str:
-    rel = verdicts.relation
-    if rel == "steering":
-        if labelled:
-            return ("(label - after)^2 <= lambda * MSE_orig: the angle on the transformed frame must stay "
-                    "near the true angle (DeepTest's labelled rule)")
-        return "|after - before| <= delta: the steering angle must not move when only the picture changes"
-    if rel == "classification":
-        drop = (oracle_config or {}).get("max_confidence_drop")
-        extra = f" and its confidence must not drop by more than {drop}" if drop is not None else ""
-        return f"the top-1 class must stay the same{extra}"
-    if rel == "detection":
-        return "the same confident objects must be found in the same places with the same classes (IoU match)"
-    return f"the {rel} relation"
+        return None
+    return get_task(relation or mut.card.task)
 
 
 def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, int],
@@ -263,19 +197,23 @@ def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, in
     params = ", ".join(f"{t.name}({', '.join(f'{k}={v}' for k, v in t.params.items())})"
                        for t in chain.transforms)
     labelled = any(verdicts.details[i].get("rule") == "label" for i in bad)
+    from deeptest_iot.tasks import TASKS
+
+    task = TASKS.get(verdicts.relation)
+    show = task.show if task is not None else str
     lines = [f"{len(bad)} of {n} input(s) broke the {verdicts.relation} relation of model {mut.name!r} under "
              f"{chain.name} (severity {chain.severity:.2f}): {params}",
-             f"relation: {_rule(verdicts, relation_config, labelled)}",
+             f"relation: {task.rule(relation_config, labelled) if task else f'the {verdicts.relation} relation'}",
              f"worst {min(len(bad), WORST_SHOWN)}:"]
     for i in order[:WORST_SHOWN]:
         d = verdicts.details[i]
-        label = "" if d.get("label") is None else f", label {_show(d.get('label'))}"
+        label = "" if d.get("label") is None else f", label {show(d.get('label'))}"
         fid = f"f{saved[int(i)]:06d}"
         v, thr = float(verdicts.violation[i]), float(verdicts.threshold[i])
         size = (f"deviation {d['deviation']:.4f} > threshold {thr:.4g} (violation {v:.4f})"
                 if isinstance(d.get("deviation"), float) else f"violation {v:.4f} past the threshold {thr:.4g}")
-        lines.append(f"  input {int(i)} ({ids[i]}): before {_show(d.get('before'))} -> after "
-                     f"{_show(d.get('after'))}{label}; {size}")
+        lines.append(f"  input {int(i)} ({ids[i]}): before {show(d.get('before'))} -> after "
+                     f"{show(d.get('after'))}{label}; {size}")
         lines.append(f"      images: {folder / 'images' / (fid + '_orig.png')}")
         lines.append(f"              {folder / 'images' / (fid + '_trans.png')}")
     if len(bad) > WORST_SHOWN:

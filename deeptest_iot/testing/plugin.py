@@ -31,8 +31,9 @@ other models write to ``<report>/models/<name>-<fingerprint>/``. A new session r
 previous session's pytest report there, and refuses to touch a folder holding a campaign.
 Not supported with pytest-xdist (workers would write the same folder).
 
-This module holds only the hooks and fixtures: the settings are in ``plugin_settings``, the
-session's models and report folders in ``qa_session``, the helper in ``metamorphic``.
+This module holds only the hooks and fixtures: the settings are in ``settings`` (derived from the
+campaign options schema), the session's models and report folders in ``session``, the helper in
+``helper``; every check runs the campaign engine's batch check.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from __future__ import annotations
 import pytest
 
 from deeptest_iot.testing.helper import MARKER, DeeptestBudgetWarning, InvariantResult, Metamorphic
-from deeptest_iot.testing.settings import OPTIONS, TRUST_HELP, Settings
+from deeptest_iot.testing.settings import Settings, add_options
 from deeptest_iot.testing.session import SessionState
 
 # Public names of the plugin's API, importable from here as before the helper and settings moved out.
@@ -48,13 +49,7 @@ __all__ = ["DeeptestBudgetWarning", "InvariantResult", "Metamorphic", "Settings"
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("deeptest-iot", "deeptest-iot model testing")
-    for opt, ini, kind, default, text in OPTIONS:
-        group.addoption(opt, dest=ini, default=None, help=f"{text} (ini: {ini})")
-        parser.addini(ini, text, type=kind, default=default)
-    group.addoption("--dt-trust-model", dest="deeptest_trust_model", action="store_true", default=None,
-                    help=f"{TRUST_HELP} (ini: deeptest_trust_model)")
-    parser.addini("deeptest_trust_model", TRUST_HELP, type="bool", default=False)
+    add_options(parser)
 
 
 _STATE = pytest.StashKey[SessionState]()

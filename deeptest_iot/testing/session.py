@@ -24,15 +24,25 @@ class ModelRun:
 
     mut: Any
     folder: Path
-    writer: Any
-    stats: Any
-    tracker: Any = None
+    check: Any  # the engine's BatchCheck: model, findings writer, running figures, coverage
     coverage_note: str = ""
     transforms: list = field(default_factory=list)
     relations: list = field(default_factory=list)
     tests: dict = field(default_factory=dict)
     case: int = 0
     start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def stats(self):
+        return self.check.stats
+
+    @property
+    def tracker(self):
+        return self.check.tracker
+
+    @property
+    def writer(self):
+        return self.check.writer
 
 
 class SessionState:
@@ -54,14 +64,14 @@ class SessionState:
             s = self.settings
             if s.model is None:
                 return None
-            from deeptest_iot.cli.model import load_from_options
+            from deeptest_iot.model.core import load_model
 
             model = s.model
             if isinstance(model, str):  # sample:NAME
                 from deeptest_iot import sample_models
 
                 model = sample_models.path(model[len(SAMPLE_PREFIX):])
-            self.configured = load_from_options(str(model), trust_model=s.trust)
+            self.configured = load_model(str(model), trust=s.trust)
             self.models[str(Path(model).resolve())] = self.configured
         return self.configured
 
@@ -102,6 +112,7 @@ class SessionState:
     def run_for(self, mut) -> ModelRun:
         if mut.fingerprint in self.runs:
             return self.runs[mut.fingerprint]
+        from deeptest_iot.engine.check import BatchCheck
         from deeptest_iot.results.writer import CampaignStats, FindingsWriter
 
         root = self.settings.report
@@ -122,55 +133,40 @@ class SessionState:
             fp = mut.fingerprint.split(":")[-1][:12]
             folder = root / "models" / f"{_safe(mut.name)}-{fp}"
             _prepare_folder(folder)
-        run = ModelRun(mut=mut, folder=folder, writer=FindingsWriter(folder), stats=CampaignStats())
-        self._start_coverage(run)
+        tracker, note = self._tracker(mut)
+        check = BatchCheck(mut, FindingsWriter(folder), CampaignStats(), tracker)
+        run = ModelRun(mut=mut, folder=folder, check=check, coverage_note=note)
         self.runs[mut.fingerprint] = run
         return run
 
-    def _start_coverage(self, run: ModelRun) -> None:
-        mut, specs = run.mut, self.settings.coverage
+    def _tracker(self, mut):
+        """The session's coverage tracker for ``mut`` and a note on it for the terminal summary."""
+        specs = self.settings.coverage
         if not specs:
-            run.coverage_note = "coverage not tracked (deeptest_coverage = none)"
-            return
+            return None, "coverage not tracked (deeptest_coverage = none)"
         if not mut.supports_coverage or not mut.layer_sizes:
-            run.coverage_note = f"coverage not tracked: {mut.name!r} is a {mut.kind} model without readable layers"
-            return
-        from deeptest_iot.coverage import CoverageTracker, Profile, parse_specs
+            return None, f"coverage not tracked: {mut.name!r} is a {mut.kind} model without readable layers"
+        from deeptest_iot.engine.tracking import make_tracker
 
-        profile = None
-        if any(s.kind in ("kmnc", "nbc", "snac") for s in parse_specs(specs)):
-            beside = Path(mut.path).with_suffix(".profile.npz") if mut.path else None
-            if beside is not None and beside.is_file():
-                profile = Profile.load(beside, mut.fingerprint, mut.layer_sizes)
-                run.coverage_note = f"profile: {beside}"
-            else:
-                acts = mut.run(self.seeds().images, with_activations=True).activations
-                profile = Profile.from_batches([acts], mut.fingerprint, mut.layer_sizes)
-                run.coverage_note = f"profile: the session's seeds ({self.seeds_description()})"
-        run.tracker = CoverageTracker(specs, mut.layer_sizes, profile, fingerprint=mut.fingerprint)
+        tracker, source = make_tracker(
+            mut, specs, None, lambda: mut.run(self.seeds().images, with_activations=True).activations)
+        if source is None:
+            return tracker, ""
+        return tracker, f"profile: {source}" if source != "seeds" else \
+            f"profile: the session's seeds ({self.seeds_description()})"
 
     def write_summary(self, run: ModelRun, status: str) -> None:
-        from deeptest_iot import __version__
-        from deeptest_iot.engine.campaign import _libraries
+        from deeptest_iot.engine.summary import build_summary, model_info
         from deeptest_iot.results.writer import write_summary
 
-        mut = run.mut
-        model = {"path": mut.path, "name": mut.name, "fingerprint": mut.fingerprint, "task": mut.card.task,
-                 "card": mut.card.to_dict(), "units": mut.card.units, "classes": list(mut.card.classes),
-                 "layers": mut.layer_sizes, "neurons": mut.neurons}
         campaign = {"seed": 0, "strategy": "pytest", "budget": self.settings.budget,
                     "seeds": self.seeds_description(), "transforms": sorted(set(run.transforms)),
                     "coverage": list(self.settings.coverage) if run.tracker is not None else [],
                     "relation": run.relations[0] if run.relations else None,
                     "relations": run.relations, "tests": len(run.tests)}
-        summary = {"format": 1, "tool": {"name": "deeptest-iot", "version": __version__},
-                   "libraries": _libraries(), "model": model, "campaign": campaign, "status": status,
-                   "inputs_tried": run.stats.tried, "inputs_rejected": 0, "findings": run.stats.found,
-                   "duration_s": round(time.perf_counter() - run.start, 3), **run.stats.tables(),
-                   "coverage": run.tracker.summary()["criteria"] if run.tracker is not None else {},
-                   "coverage_growth": run.stats.growth if run.tracker is not None else [],
-                   "tests": run.tests}
-        write_summary(run.folder, summary)
+        write_summary(run.folder, build_summary(model=model_info(run.mut), campaign=campaign, status=status,
+                                                stats=run.stats, tracker=run.tracker,
+                                                duration_s=time.perf_counter() - run.start, tests=run.tests))
 
     def finish(self) -> None:
         """Close every model's report: save its coverage and mark its summary complete."""

@@ -1,4 +1,5 @@
-"""The pytest plugin's settings: its options and ini keys, and ``Settings`` resolved from them.
+"""The pytest plugin's settings: its options and ini keys, derived from the campaign options schema
+(``deeptest_iot.engine.options``), and ``Settings`` resolved from them.
 
 Imports only pytest and the standard library (the plugin loads in every pytest session).
 """
@@ -11,33 +12,31 @@ from pathlib import Path
 
 import pytest
 
-DEFAULT_BUDGET = 1000
-DEFAULT_N_SEEDS = 32
-DEFAULT_REPORT = "deeptest-report"
-DEFAULT_COVERAGE = "nc:0.75,kmnc:10,nbc"  # as `deeptest-iot run` (see campaign.DEFAULT_COVERAGE)
+from deeptest_iot.engine.options import BY_NAME, plugin_ini, plugin_options
+from deeptest_iot.errors import ConfigError
+
 #: ``--dt-model sample:dave2_steering`` tests a sample model shipped with deeptest-iot.
 SAMPLE_PREFIX = "sample:"
+PATHS = ("model", "seeds", "labels", "out")
 
-TRUST_HELP = ("trust the model file: load Lambda layers, whose Python bytecode RUNS ARBITRARY CODE on "
-              "this machine when the model is loaded. Only for model files you made or fully trust.")
 
-#: (option, ini key, ini type, default, help) of every setting but the ``--dt-trust-model`` flag.
-OPTIONS = [
-    ("--dt-model", "deeptest_model", "string", None,
-     "model file to test (.keras, .h5, .tflite, .onnx or SavedModel dir; its model card is the .toml beside "
-     "it), or sample:NAME for a shipped sample model (sample:dave2_steering)"),
-    ("--dt-seeds", "deeptest_seeds", "string", None,
-     "folder of seed frames (.png/.jpg); default: generated road scenes"),
-    ("--dt-labels", "deeptest_labels", "string", None, "CSV of steering labels for the seed frames"),
-    ("--dt-n-seeds", "deeptest_n_seeds", "string", str(DEFAULT_N_SEEDS),
-     "number of generated scenes when no seed folder is given"),
-    ("--dt-report", "deeptest_report", "string", None,
-     f"folder for findings (image pairs, findings.jsonl, summary.json); default: {DEFAULT_REPORT} in rootdir"),
-    ("--dt-budget", "deeptest_budget", "string", str(DEFAULT_BUDGET),
-     "default budget of a model test: transformed inputs the metamorphic helper checks for it"),
-    ("--dt-coverage", "deeptest_coverage", "string", DEFAULT_COVERAGE,
-     "coverage criteria tracked over everything model tests run, comma separated ('none' for none)"),
-]
+def plugin_default(option):
+    return option.plugin_default if option.plugin_default is not None else option.default
+
+
+def add_options(parser) -> None:
+    """Register ``--dt-*`` options and ``deeptest_*`` ini keys for every option the schema exposes."""
+    group = parser.getgroup("deeptest-iot", "deeptest-iot model testing")
+    for o in plugin_options():
+        ini, default = plugin_ini(o), plugin_default(o)
+        shown = ",".join(default) if isinstance(default, (list, tuple)) else default
+        text = f"{o.plugin_help or o.help} [default: {shown if shown is not None else 'none'}]"
+        if o.kind == "bool":
+            group.addoption(f"--dt-{o.plugin}", dest=ini, action="store_true", default=None, help=f"{text} (ini: {ini})")
+            parser.addini(ini, text, type="bool", default=bool(default))
+        else:
+            group.addoption(f"--dt-{o.plugin}", dest=ini, default=None, help=f"{text} (ini: {ini})")
+            parser.addini(ini, text, type="string", default=None)
 
 
 @dataclass
@@ -55,40 +54,27 @@ class Settings:
 
     @classmethod
     def from_config(cls, config) -> "Settings":
+        """Command line first, then the ini file (its paths relative to the ini file), then the defaults;
+        a bad value is a usage error naming the option."""
         ini_dir = Path(config.inipath).parent if config.inipath else Path(config.rootpath)
         cwd = Path(config.invocation_params.dir)
-
-        def value(ini):
+        values = {}
+        for o in plugin_options():
+            ini = plugin_ini(o)
             cli = config.getoption(ini)
-            if cli is not None:
-                return cli, cwd
-            return config.getini(ini), ini_dir
-
-        def path(ini):
-            v, base = value(ini)
-            if v in (None, ""):
-                return None
-            if ini == "deeptest_model" and str(v).startswith(SAMPLE_PREFIX):
-                return str(v)
-            return (base / os.path.expanduser(str(v))).resolve()
-
-        def integer(ini, low):
-            v, _ = value(ini)
+            raw, base = (cli, cwd) if cli is not None else (config.getini(ini), ini_dir)
+            source = ini
             try:
-                n = int(str(v))
-            except ValueError:
-                raise pytest.UsageError(f"deeptest-iot: {ini} must be a whole number, not {v!r}") from None
-            if n < low:
-                raise pytest.UsageError(f"deeptest-iot: {ini} must be >= {low}, not {n}")
-            return n
-
-        cov, _ = value("deeptest_coverage")
-        cov_specs = tuple(s.strip() for s in str(cov).replace("\n", ",").split(",") if s.strip())
-        if cov_specs in (("none",), ()):
-            cov_specs = ()
-        trust = config.getoption("deeptest_trust_model")
-        return cls(model=path("deeptest_model"), seeds=path("deeptest_seeds"), labels=path("deeptest_labels"),
-                   n_seeds=integer("deeptest_n_seeds", 1),
-                   report=path("deeptest_report") or Path(config.rootpath) / DEFAULT_REPORT,
-                   budget=integer("deeptest_budget", 0), coverage=cov_specs,
-                   trust=bool(trust) if trust is not None else bool(config.getini("deeptest_trust_model")))
+                if raw is None or raw == "":
+                    values[o.name] = None if o.name in PATHS else o.coerce(plugin_default(o), source)
+                    continue
+                value = o.coerce(raw, source, from_text=True)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"deeptest-iot: {exc}") from None
+            if o.name in PATHS and not (o.name == "model" and value.startswith(SAMPLE_PREFIX)):
+                value = (base / os.path.expanduser(value)).resolve()
+            values[o.name] = value
+        report = values["out"] or Path(config.rootpath) / plugin_default(BY_NAME["out"])
+        return cls(model=values["model"], seeds=values["seeds"], labels=values["labels"],
+                   n_seeds=values["n_seeds"], report=Path(report), budget=values["budget"],
+                   coverage=tuple(values["coverage"]), trust=bool(values["trust_model"]))

@@ -1,0 +1,45 @@
+"""summary.json: one builder for campaigns and pytest sessions (docs/results-format.md)."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from deeptest_iot import __version__
+
+FORMAT = 1
+
+
+def libraries() -> dict:
+    """Versions of what produced the results, so that a reader can tell a library change from a model change."""
+    import cv2
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__}
+
+
+def model_info(mut) -> dict:
+    """The model a run tested: where it came from, its fingerprint, card and counted layers."""
+    card = mut.card
+    return {"path": mut.path, "name": mut.name, "fingerprint": mut.fingerprint, "task": card.task,
+            "card": card.to_dict(), "units": card.units, "classes": list(card.classes),
+            "layers": mut.layer_sizes, "neurons": mut.neurons}
+
+
+def build_summary(*, model: dict, campaign: dict, status: str, stats, tracker, duration_s: float,
+                  seeds: int | None = None, **extra: Any) -> dict:
+    """The summary of a run: its settings, status, counts, per-transform tables and coverage."""
+    summary = {"format": FORMAT, "tool": {"name": "deeptest-iot", "version": __version__},
+               "libraries": libraries(), "model": model, "campaign": campaign, "status": status,
+               "inputs_tried": stats.tried, "inputs_rejected": stats.rejected, "findings": stats.found}
+    if seeds is not None:
+        summary["seeds"] = seeds
+    summary["duration_s"] = round(duration_s, 3)
+    summary.update(stats.tables())
+    summary["coverage"] = tracker.summary()["criteria"] if tracker is not None else {}
+    summary["coverage_growth"] = stats.growth if tracker is not None else []
+    summary.update(extra)
+    return summary
