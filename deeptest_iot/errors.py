@@ -20,7 +20,14 @@ class InputError(DeeptestError):
 
 
 class OutputError(DeeptestError):
-    """The model produced NaN or Inf, or an output the model card cannot read."""
+    """The model produced NaN or Inf, or an output the model card cannot read.
+
+    ``inputs`` holds the positions in the batch of the inputs concerned, when known, so that a
+    caller who knows where they came from (seed files, transform chains) can name them."""
+
+    def __init__(self, message: str, inputs=None):
+        super().__init__(message)
+        self.inputs = inputs
 
 
 class UnsupportedError(DeeptestError):

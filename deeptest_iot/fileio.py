@@ -22,8 +22,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     fsyncs first, which only matters if the machine itself loses power.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot("write", path, exc) from None
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone the umask allows
         with os.fdopen(fd, mode) as f:
@@ -32,13 +35,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _cannot("write", path, exc) from None
         raise
     return path
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """``path`` as an existing folder (created with its parents), or an InputError saying why not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise _cannot("create the folder", path, None, "a file of that name is in the way") from None
+    except OSError as exc:
+        raise _cannot("create the folder", path, exc) from None
+    return path
+
+
+def _cannot(action: str, path: Path, exc: OSError | None, reason: str | None = None):
+    from deeptest_iot.errors import InputError
+
+    if reason is None:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (NotADirectoryError, FileExistsError)) or exc.errno == 20:
+            reason += " (a part of the path is a file, not a folder)"
+    return InputError(f"cannot {action} {path}: {reason}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:

@@ -66,7 +66,8 @@ def _findings(out: Path) -> list[dict]:
 def test_sweep_findings_match_hand_computed_outputs(workdir, tmp_path):
     """Brightness +d raises the mean intensity by what clipping allows; delta 0.1 decides each verdict."""
     out = tmp_path / "sweep"
-    opts = _opts(workdir, out, strategy="sweep", transforms=("brightness",), budget=1000, delta=0.1)
+    opts = _opts(workdir, out, strategy="sweep", transforms=("brightness",), budget=1000, delta=0.1,
+                 work_size="native")  # the seeds as the files hold them (auto would shrink them to 36x72)
     result = run_campaign(opts)
     s = result.summary
     assert s["inputs_tried"] == 10 * 6  # DeepTest's 10 brightness steps over 6 seeds
@@ -245,3 +246,50 @@ def test_finished_campaign_resumes_with_a_larger_budget(workdir, tmp_path):
     run_campaign(_opts(workdir, longer, budget=64))
     assert s["inputs_tried"] == 64
     assert (short / "findings.jsonl").read_bytes() == (longer / "findings.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("strategy", ["random", "sweep"])  # both build the next batch on another thread
+def test_findings_do_not_depend_on_how_fast_the_next_batch_is_built(workdir, tmp_path, monkeypatch, strategy):
+    """The next batch is proposed from state the campaign's thread owns; only its pixels are built
+    ahead. Delaying that build (as a busy machine would) must change nothing: same inputs, same findings."""
+    import deeptest_iot.engine.campaign as campaign_module
+
+    fast = tmp_path / "fast"
+    run_campaign(_opts(workdir, fast, strategy=strategy, budget=80))
+    real_build = campaign_module.build_images
+    delays = iter([0.3, 0.0, 0.2, 0.0, 0.3, 0.1] * 10)
+
+    def slow_build(*args, **kwargs):
+        time.sleep(next(delays))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(campaign_module, "build_images", slow_build)
+    slow = tmp_path / "slow"
+    s = run_campaign(_opts(workdir, slow, strategy=strategy, budget=80)).summary
+    assert s["status"] == "complete" and s["inputs_tried"] == 80 and s["stopped_by"] == "budget"
+    assert (fast / "findings.jsonl").read_bytes() == (slow / "findings.jsonl").read_bytes()
+    assert json.loads((fast / "summary.json").read_text())["per_transform"] == s["per_transform"]
+
+
+def test_a_sweep_cut_by_the_budget_says_how_much_of_it_ran(workdir, tmp_path):
+    s = run_campaign(_opts(workdir, tmp_path / "cut", strategy="sweep", transforms=("brightness",), budget=24)).summary
+    assert s["stopped_by"] == "budget" and s["plan"] == {"inputs": 60, "done": 24}
+    s = run_campaign(_opts(workdir, tmp_path / "all", strategy="sweep", transforms=("brightness",), budget=1000)).summary
+    assert s["stopped_by"] == "plan" and s["plan"] == {"inputs": 60, "done": 60}
+    from deeptest_iot.cli.run import stop_line
+
+    assert stop_line({"stopped_by": "budget", "plan": {"inputs": 60, "done": 24}}) == \
+        "stopped at the budget: 24 of the plan's 60 inputs (40%); raise --budget to run the whole plan"
+
+
+def test_resume_needs_only_the_folder(workdir, tmp_path):
+    """`run --out X --resume` takes the campaign's options from X; giving one again with another value is refused."""
+    out = tmp_path / "run"
+    run_campaign(_opts(workdir, out, budget=32))
+    resumed = run_campaign(CampaignOptions.from_sources(None, out=str(out), resume=True, budget=48))
+    assert resumed.summary["inputs_tried"] == 48 and resumed.summary["campaign"]["seed"] == 1
+    whole = tmp_path / "whole"
+    run_campaign(_opts(workdir, whole, budget=48))
+    assert (whole / "findings.jsonl").read_bytes() == (out / "findings.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="nothing to resume in .*missing \\(no such folder\\)"):
+        run_campaign(CampaignOptions.from_sources(None, out=str(tmp_path / "missing"), resume=True))

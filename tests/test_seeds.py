@@ -111,9 +111,14 @@ def test_unreadable_image(frames):
 
 
 def test_label_for_missing_file(frames, tmp_path):
+    """A CSV may cover more frames than the folder (issue 13): its extra rows are counted, not refused."""
     csv = tmp_path / "labels.csv"
     csv.write_text("frame_id,steering_angle\na,0.1\nzzz,0.2\n")
-    with pytest.raises(InputError, match=r"labels\.csv line 3: no image for id 'zzz'"):
+    s = load_seeds(frames, labels=csv)
+    assert s.ids == ["a.png"] and s.labels.tolist() == [pytest.approx(0.1)]
+    assert any("1 of 2 rows of labels.csv name no image" in n and "line 3, id 'zzz'" in n for n in s.notes)
+    csv.write_text("frame_id,steering_angle\nyyy,0.1\nzzz,0.2\n")
+    with pytest.raises(InputError, match=r"labels\.csv: none of its 2 row\(s\) names an image.*line 2: no image for id 'yyy'"):
         load_seeds(frames, labels=csv)
 
 

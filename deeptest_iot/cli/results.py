@@ -24,8 +24,11 @@ FILE = click.Path(dir_okay=False, path_type=Path)
               help="How many of the worst findings to show as image pairs.")
 def report(out_dir: Path, out_file: Path | None, worst: int) -> None:
     """Write a self-contained HTML report of campaign folder OUT_DIR (images embedded, no network)."""
+    from deeptest_iot.results.reader import open_run
     from deeptest_iot.results.report import write_report
 
+    for problem in open_run(out_dir).problems():
+        click.echo(f"warning: {problem}", err=True)
     path = write_report(out_dir, out_file, worst=worst)
     click.echo(f"report written to {path}")
 
@@ -86,13 +89,15 @@ def compare(ctx: click.Context, baseline: Path, candidate: Path, config: Path | 
 @click.command("export")
 @click.argument("out_dir", type=FOLDER)
 @click.option("--to", "to_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write images/, labels.csv or boxes.json, and findings.npz into.")
-def export(out_dir: Path, to_dir: Path) -> None:
+              help="Folder to write images/, labels.csv or boxes.json, and findings.npz into (new or empty).")
+@click.option("--force", is_flag=True, help="Export into a non-empty folder, replacing only what an earlier export "
+              "wrote there (listed in its .deeptest-export.json); any other file there is left alone.")
+def export(out_dir: Path, to_dir: Path, force: bool) -> None:
     """Export the findings of OUT_DIR as a training set: transformed frames plus the labels they
     should have had (see the README for the rules)."""
     from deeptest_iot.results.export import export_findings
 
-    result = export_findings(out_dir, to_dir)
+    result = export_findings(out_dir, to_dir, force=force)
     click.echo(f"exported {result.count} {result.task} findings to {result.folder} (and {result.npz.name})")
 
 

@@ -9,6 +9,19 @@ import click
 from deeptest_iot.engine.options import CampaignOptions, click_options
 
 
+def stop_line(s: dict) -> str:
+    """Why the campaign stopped, in words; for a finite plan (a sweep), how much of it ran."""
+    plan, why = s.get("plan"), s.get("stopped_by")
+    if plan and plan["done"] < plan["inputs"]:
+        share = f"{plan['done']:,} of the plan's {plan['inputs']:,} inputs ({plan['done'] / plan['inputs']:.0%})"
+        if why == "budget":
+            return f"stopped at the budget: {share}; raise --budget to run the whole plan"
+        return f"stopped by the {why} limit: {share}" if why else f"stopped: {share}"
+    return {"budget": "stopped at the budget (--budget)", "time": "stopped at the time limit (--time)",
+            "plan": "complete: the whole plan ran", "rejections": "stopped: too many mutants failed the validity check"
+            }.get(why, f"stopped: {why}")
+
+
 @click.command("run")
 @click_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -32,6 +45,7 @@ def run(config_file, junit, quiet, **options):
         write_junit(result.out_dir, junit, max_error_rate=opts.max_error_rate)
     click.echo(f"{s['inputs_tried']} inputs, {s['findings']} findings (error rate {s['error_rate']:.3f}) "
                f"in {s['duration_s']:.1f}s -> {result.out_dir}")
+    click.echo(f"  {stop_line(s)}")
     from deeptest_iot.results.reader import open_run, per_transform_rows
 
     # Per single transform (an input made by a chain counts for each of its links), worst first.

@@ -586,7 +586,8 @@ def sign_crops(n: int, seed: int = 0, size: int = 32):
         raise ConfigError(f"need n >= 0 and size >= 8, got n={n}, size={size}")
     out = np.empty((n, size, size, 3), np.uint8)
     labels = np.empty(n, np.int64)
-    bg_h, bg_w = 96, 192
+    bg_h = max(96, size + 1)  # a crop is at most ``size`` scene pixels wide (scale >= 1)
+    bg_w = 2 * bg_h
     for i in range(n):
         rng = np.random.default_rng([int(seed), i, 7])
         label = i % len(SIGN_CLASSES)

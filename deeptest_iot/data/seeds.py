@@ -56,6 +56,7 @@ ID_COLUMNS = ("filename", "file", "image", "center", "path", "frame_id", "id")
 ANGLE_COLUMNS = ("steering_angle", "angle", "steering", "label")
 CLASS_COLUMNS = ("class", "label", "class_id", "category")
 DEFAULT_GENERATED = 100
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class SeedSet:
     box_classes: list | None = None
     task: str | None = None  # "steering", "classification" or None (from the labels given)
     class_names: tuple = field(default_factory=tuple)  # names behind integer classes, when known
+    notes: list = field(default_factory=list)  # what loading left out or changed, for the user
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -105,8 +107,16 @@ def generated_seeds(n: int = DEFAULT_GENERATED, seed: int = 0, height: int = 160
                    boxes=b.boxes, box_classes=b.classes, task="steering", class_names=CLASSES)
 
 
-def load_seeds(folder=None, labels=None, boxes=None, classes=None, angle_scale: float = 1.0) -> SeedSet:
-    """Load seed frames (see the module docstring for the formats)."""
+def load_seeds(folder=None, labels=None, boxes=None, classes=None, angle_scale: float = 1.0,
+               work_size=None, max_seeds: int | None = None) -> SeedSet:
+    """Load seed frames (see the module docstring for the formats).
+
+    ``work_size``: None keeps the first image's size; (h, w) resizes every frame to it; a function
+    ``(h, w) -> (h, w)`` of the first image's size chooses it. Each frame is decoded and resized on
+    its own, so memory holds the seeds at the working size, never a folder of full-size frames.
+    ``max_seeds`` keeps that many frames evenly spread over the sequence (consecutive video frames
+    are near-duplicates). What was left out is said in ``SeedSet.notes``.
+    """
     if folder is None and labels is None and classes is None and boxes is None:
         return generated_seeds()
     if labels is not None and classes is not None:
@@ -121,21 +131,31 @@ def load_seeds(folder=None, labels=None, boxes=None, classes=None, angle_scale: 
         raise InputError(f"{folder}: no .png or .jpg images found")
     index = _FileIndex(folder, files)
 
+    notes: list[str] = []
     task, label_values = None, None
     if labels is not None:
-        chosen, label_values = _read_steering_csv(Path(labels), index, angle_scale)
+        chosen, label_values = _read_steering_csv(Path(labels), index, angle_scale, notes)
         task = "steering"
     elif classes is not None:
-        chosen, label_values = _read_class_csv(Path(classes), index)
+        chosen, label_values = _read_class_csv(Path(classes), index, notes)
         task = "classification"
     else:
         chosen = files
+    if len(chosen) < len(files):
+        notes.append(f"{len(files) - len(chosen)} of {len(files)} images in {folder} have no row in "
+                     f"{Path(labels or classes).name}: not used")
+    if max_seeds is not None and len(chosen) > max_seeds:
+        keep = np.unique(np.linspace(0, len(chosen) - 1, max_seeds).round().astype(int))
+        notes.append(f"--max-seeds {max_seeds}: {len(keep)} of {len(chosen)} frames used, evenly spread")
+        chosen = [chosen[i] for i in keep]
+        label_values = None if label_values is None else label_values[keep]
     ids = [index.id_of(p) for p in chosen]
-    images, scales = _read_images(chosen)
+    images, scales = _read_images(chosen, work_size)
     box_list = box_cls = None
     if boxes is not None:
         box_list, box_cls = _read_boxes(Path(boxes), index, ids, scales)
-    return SeedSet(ids=ids, images=images, labels=label_values, boxes=box_list, box_classes=box_cls, task=task)
+    return SeedSet(ids=ids, images=images, labels=label_values, boxes=box_list, box_classes=box_cls, task=task,
+                   notes=notes)
 
 
 class _FileIndex:
@@ -153,7 +173,7 @@ class _FileIndex:
     def id_of(self, p: Path) -> str:
         return p.relative_to(self.folder).as_posix()
 
-    def find(self, key: str, where: str) -> Path:
+    def find(self, key: str, where: str, missing_ok: bool = False) -> Path | None:
         key = key.strip().replace("\\", "/")
         if key in self.rel:
             return self.rel[key]
@@ -165,6 +185,8 @@ class _FileIndex:
             if hits:
                 raise InputError(f"{where}: id {key!r} matches several images "
                                  f"({', '.join(self.id_of(h) for h in hits[:3])}); use the relative path")
+        if missing_ok:
+            return None
         raise InputError(f"{where}: no image for id {key!r} in {self.folder}")
 
 
@@ -202,8 +224,9 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _labelled_rows(path: Path, index: _FileIndex, value_columns):
-    """(line, file, raw value) per row, with duplicate ids refused."""
+def _labelled_rows(path: Path, index: _FileIndex, value_columns, notes: list):
+    """(line, file, raw value) per row whose id names an image, with duplicate ids refused; rows
+    naming no image in the folder (a CSV of a longer recording) are counted in ``notes``."""
     rows = _read_rows(path)
     first_line, header = rows[0]
     if value_columns is ANGLE_COLUMNS and len(header) >= 4 and _is_number(header[3]):
@@ -214,35 +237,46 @@ def _labelled_rows(path: Path, index: _FileIndex, value_columns):
         body = rows[1:]
     if not body:
         raise InputError(f"{path}: a header but no labels")
-    seen, out = {}, []
+    seen, out, unused = {}, [], []
     for line, row in body:
         where = f"{path} line {line}"
         if len(row) <= max(id_col, val_col):
             raise InputError(f"{where}: expected at least {max(id_col, val_col) + 1} columns, found {len(row)}")
-        p = index.find(row[id_col], where)
+        p = index.find(row[id_col], where, missing_ok=True)
+        if p is None:
+            unused.append((line, row[id_col]))
+            continue
         if p in seen:
             raise InputError(f"{where}: duplicate id {row[id_col]!r} (first on line {seen[p]})")
         seen[p] = line
         out.append((line, p, row[val_col]))
+    if not out:
+        line, key = unused[0]
+        raise InputError(f"{path}: none of its {len(unused)} row(s) names an image in {index.folder} "
+                         f"(line {line}: no image for id {key!r})")
+    if unused:
+        notes.append(f"{len(unused)} of {len(body)} rows of {path.name} name no image in {index.folder} "
+                     f"(first: line {unused[0][0]}, id {unused[0][1]!r}): not used")
     return out
 
 
-def _read_steering_csv(path: Path, index: _FileIndex, angle_scale: float):
-    rows = _labelled_rows(path, index, ANGLE_COLUMNS)
+def _read_steering_csv(path: Path, index: _FileIndex, angle_scale: float, notes: list):
+    rows = _labelled_rows(path, index, ANGLE_COLUMNS, notes)
     angles = []
     for line, _, raw in rows:
         try:
             a = float(raw)
         except ValueError:
             raise InputError(f"{path} line {line}: steering angle {raw!r} is not a number") from None
-        if not math.isfinite(a):
-            raise InputError(f"{path} line {line}: steering angle {raw!r} is not a finite number")
+        if not math.isfinite(a) or not abs(a * angle_scale) <= FLOAT32_MAX:
+            raise InputError(f"{path} line {line}: steering angle {raw!r} is not a finite number"
+                             + ("" if not math.isfinite(a) else " a float32 can hold"))
         angles.append(a * angle_scale)
     return [p for _, p, _ in rows], np.asarray(angles, np.float32)
 
 
-def _read_class_csv(path: Path, index: _FileIndex):
-    rows = _labelled_rows(path, index, CLASS_COLUMNS)
+def _read_class_csv(path: Path, index: _FileIndex, notes: list):
+    rows = _labelled_rows(path, index, CLASS_COLUMNS, notes)
     values = [raw for _, _, raw in rows]
     for line, _, raw in rows:
         if raw == "":
@@ -257,32 +291,70 @@ def _read_class_csv(path: Path, index: _FileIndex):
     return [p for _, p, _ in rows], labels
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, target: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """One RGB frame and the file's own size (h, w); with ``target`` (h, w) the frame is decoded at a
+    reduced scale when it is much larger (JPEG's fast 1/2, 1/4, 1/8 decoding) and resized to ``target``."""
     try:
         data = np.fromfile(path, np.uint8)  # not cv2.imread: it fails silently on non-ASCII paths
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    flags = cv2.IMREAD_COLOR
+    h, w = _header_size(data) if data.size else (0, 0)
+    if target is not None:
+        if h and w:
+            factor = min(h // max(target[0], 1), w // max(target[1], 1))
+            flags = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                     2: cv2.IMREAD_REDUCED_COLOR_2}.get(max((f for f in (8, 4, 2) if f <= factor), default=1),
+                                                       cv2.IMREAD_COLOR)
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise InputError(f"{path}: cannot decode the image (not a valid PNG or JPEG file)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    own = (h, w) if h and w and flags != cv2.IMREAD_COLOR else img.shape[:2]
+    if target is not None and img.shape[:2] != tuple(target):
+        interp = cv2.INTER_AREA if img.shape[0] * img.shape[1] > target[0] * target[1] else cv2.INTER_LINEAR
+        img = cv2.resize(img, (target[1], target[0]), interpolation=interp)
+    return img, own
 
 
-def _read_images(paths):
-    """Images (N, H, W, 3) at the first image's size, and each image's (sx, sy) resize factors."""
-    first = _read_image(paths[0])
-    h, w = first.shape[:2]
+def _header_size(data: np.ndarray) -> tuple[int, int]:
+    """(h, w) from a PNG or JPEG header without decoding the image; (0, 0) when unknown."""
+    b = data[:65536].tobytes()
+    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
+        return int.from_bytes(b[20:24], "big"), int.from_bytes(b[16:20], "big")
+    i = 2
+    while b[:2] == b"\xff\xd8" and i + 9 < len(b):
+        if b[i] != 0xFF:
+            break
+        marker, length = b[i + 1], int.from_bytes(b[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return int.from_bytes(b[i + 5:i + 7], "big"), int.from_bytes(b[i + 7:i + 9], "big")
+        i += 2 + length
+    return 0, 0
+
+
+def _read_images(paths, work_size=None):
+    """Images (N, H, W, 3) at the working size (default: the first image's), and each image's
+    (sx, sy) resize factors. Decoded on a thread pool (OpenCV releases the GIL), one at a time each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, _ = _read_image(paths[0])
+    fh, fw = first.shape[:2]
+    size = (fh, fw) if work_size is None else tuple(work_size(fh, fw) if callable(work_size) else work_size)
+    h, w = int(size[0]), int(size[1])
     out = np.empty((len(paths), h, w, 3), np.uint8)
-    scales = []
-    for i, p in enumerate(paths):
-        img = first if i == 0 else _read_image(p)
-        ih, iw = img.shape[:2]
-        if (ih, iw) != (h, w):
-            interp = cv2.INTER_AREA if ih * iw > h * w else cv2.INTER_LINEAR
+    shapes = [None] * len(paths)
+
+    def load(i):
+        img, shapes[i] = (first, first.shape[:2]) if i == 0 else _read_image(paths[i], (h, w))
+        if img.shape[:2] != (h, w):
+            interp = cv2.INTER_AREA if img.shape[0] * img.shape[1] > h * w else cv2.INTER_LINEAR
             img = cv2.resize(img, (w, h), interpolation=interp)
         out[i] = img
-        scales.append((w / iw, h / ih))
-    return out, scales
+
+    with ThreadPoolExecutor(max(1, min(4, len(paths)))) as pool:
+        list(pool.map(load, range(len(paths))))
+    return out, [(w / iw, h / ih) for ih, iw in shapes]  # from the files' own pixels, which boxes use
 
 
 def _read_boxes(path: Path, index: _FileIndex, ids: list, scales: list):

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deeptest_iot.errors import OutputError
+
 
 def default_guide(tracked: Sequence[str]) -> list[str]:
     """The tracked criteria that keep growing (all but NC, which saturates), or all when only NC is tracked."""
@@ -76,7 +78,10 @@ class BatchCheck:
         that it is written once; ``extra`` goes into every finding record."""
         from deeptest_iot.results.writer import finding_record
 
-        reference, outputs, gains = self._run(images, seeds)
+        try:
+            reference, outputs, gains = self._run(images, seeds)
+        except OutputError as exc:
+            raise self._named(exc, chains, seeds) from None
         if not hasattr(oracle, "check"):
             oracle = oracle(reference)
         verdicts = oracle.check(reference, outputs, list(chains), labels=seeds.labels, frame_size=images.shape[1:3])
@@ -98,6 +103,26 @@ class BatchCheck:
         self.writer.append(records, pairs, durable=durable, original_keys=keys)
         ids = [f"f{first + k:06d}" for k in range(len(records))]
         return CheckResult(reference, outputs, gains, verdicts, oracle, ids)
+
+    def _named(self, exc: OutputError, chains: Sequence, seeds: SeedBatch) -> OutputError:
+        """The model's NaN/Inf error with the batch positions turned into seeds and chains."""
+        if exc.inputs is None or not len(exc.inputs):
+            return exc
+        n = len(chains)
+        with_seeds = seeds.reference is None  # the seeds ran first in the same batch
+        named = []
+        for pos in exc.inputs[:5]:
+            pos = int(pos)
+            if with_seeds and pos < n:
+                named.append(f"seed {seeds.ids[pos]!r} itself")
+            else:
+                i = pos - n if with_seeds else pos
+                named.append(f"seed {seeds.ids[i]!r} under {chains[i].name}")
+        more = f" and {len(exc.inputs) - 5} more" if len(exc.inputs) > 5 else ""
+        head = str(exc).split(" for ")[0] if " for " in str(exc) else str(exc)
+        return OutputError(f"{head} on {len(exc.inputs)} input(s): {'; '.join(named)}{more}. Check the model "
+                           "and its card's scale/offset; findings written so far are kept",
+                           inputs=exc.inputs)
 
     def _run(self, images: np.ndarray, seeds: SeedBatch):
         """One forward pass (with the seeds when their outputs are not known yet) and the coverage it added."""

@@ -55,6 +55,7 @@ class Option:
     plugin: str | None = None
     plugin_default: Any = None
     plugin_help: str | None = None
+    parse: Any = None  # a function value -> value for a string with a format (raises ValueError)
 
     @property
     def cli_flag(self) -> str:
@@ -101,6 +102,11 @@ class Option:
         value = str(value)
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{where} must be one of {', '.join(self.choices)}, not {value!r}")
+        if self.parse is not None:
+            try:
+                self.parse(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         return value
 
     def _parse_text(self, text: str, where: str) -> Any:
@@ -160,6 +166,11 @@ OPTIONS: tuple[Option, ...] = (
            plugin="seeds", plugin_help="folder of seed frames (.png/.jpg); default: generated road scenes"),
     Option("labels", "path", None, "Labels CSV for --seeds (e.g. frame_id,steering_angle).", nullable=True,
            shown="none", plugin="labels", plugin_help="CSV of steering labels for the seed frames"),
+    Option("max_seeds", "int", None, "Use at most this many seed frames, evenly spread over the folder "
+           "(consecutive video frames are near-duplicates).", nullable=True, minimum=1, shown="all"),
+    Option("work_size", "str", "auto", "Size the seeds are kept and transformed at: auto (the card's crop "
+           "at 1.5x the network input, aspect kept), native (the frames' own size) or WxH.",
+           metavar="auto|native|WxH", parse=lambda v: parse_work_size(v)),
     Option("n_seeds", "int", 50, "How many scenes to generate when no --seeds are given.", minimum=1,
            plugin="n-seeds", plugin_default=32,
            plugin_help="number of generated scenes when no seed folder is given"),
@@ -206,6 +217,19 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+def parse_work_size(value: str):
+    """"auto", "native", or (height, width) from "WxH"; ValueError with what is expected otherwise."""
+    if value in ("auto", "native"):
+        return value
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"work size must be auto, native or WxH (e.g. 320x240), not {value!r}") from None
+    if w < 16 or h < 16:
+        raise ValueError(f"work size {value!r} is smaller than 16x16")
+    return h, w
 #: The relation options each task's oracle takes (campaigns pass only these to it).
 RELATION_OPTIONS = {"steering": ("lam", "delta", "mse_orig"), "classification": ("max_confidence_drop",),
                     "detection": ()}

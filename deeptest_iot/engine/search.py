@@ -76,6 +76,13 @@ class Strategy:
     def done(self) -> bool:
         return False
 
+    #: The number of inputs a finite plan holds (a sweep), None when the search is open-ended.
+    plan_size: int | None = None
+
+    @property
+    def plan_done(self) -> int | None:
+        return None
+
     # -- building cases ------------------------------------------------------------------------
     def _new_case(self, seed_index: int, prefix: Chain, choose) -> Case:
         """A case: ``prefix`` plus a random-parameter link per name ``choose(rng)`` picks.
@@ -183,6 +190,14 @@ class SweepStrategy(Strategy):
     @property
     def total(self) -> int:
         return len(self.order)
+
+    @property
+    def plan_size(self) -> int:
+        return self.total
+
+    @property
+    def plan_done(self) -> int:
+        return self.position
 
     @property
     def done(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -183,8 +184,11 @@ class ModelUnderTest:
                 activations = {tap.name: np.zeros((0, tap.neurons), np.float32) for tap in self.layers}
             bad = [n for n, a in activations.items() if a.size and not np.isfinite(a).all()]
             if bad:
+                rows = np.flatnonzero(~np.all([np.isfinite(activations[n]).all(axis=1) for n in bad], axis=0))
                 raise OutputError(f"model {self.name!r} produced NaN or Inf activations in layer(s) "
-                                  f"{', '.join(bad[:5])}; check the model and its card's scale/offset")
+                                  f"{', '.join(bad[:5])} for {len(rows)} of {len(frames)} input(s) (first: "
+                                  f"{', '.join(str(i) for i in rows[:5])}); check the model and its card's "
+                                  "scale/offset", inputs=rows)
         outputs = self.decode(raw, frames.shape[1:3])
         return RunResult(outputs=outputs, activations=activations, raw=raw)
 
@@ -268,7 +272,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         first = ", ".join(str(i) for i in bad[:5])
         raise OutputError(f"model {name!r} output NaN or Inf for {len(bad)} of {len(arr)} input(s) "
                           f"(first: {first}); deeptest-iot reports them instead of averaging them away. "
-                          "Check the model and its card's scale/offset")
+                          "Check the model and its card's scale/offset", inputs=bad)
 
 
 # -- Keras ---------------------------------------------------------------------------------------
@@ -460,17 +464,65 @@ def _keras_load(path: Path, trust: bool, fmt: str):
     import keras
 
     _check_keras_version(keras.__version__)
-
+    import_user_modules()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust)
-    except ValueError as exc:
-        text = str(exc)
-        if "lambda" in text.lower() and "safe_mode" in text:
-            raise ModelError(f"model {path}: {TRUST_HINT}") from None
-        raise ModelError(f"model {path}: cannot load this {fmt} file: {_first_line(text)}") from None
     except Exception as exc:  # corrupt archives raise anything from zipfile, h5py or json
+        text = str(exc)
+        legacy = _legacy_h5(path) if fmt == ".h5" else None
+        if legacy is not None:
+            version, has_lambda = legacy
+            raise ModelError(
+                f"model {path}: a legacy Keras {version} .h5 file, which Keras {keras.__version__} cannot read"
+                + (" (it holds a Lambda layer: Python code, which --trust-model cannot revive from this format)"
+                   if has_lambda else "")
+                + ". Move it: rebuild the architecture in Keras 3 code (a Rescaling layer instead of a Lambda "
+                  "normalisation), call model.load_weights() on this file's weights, and save it as .keras") from None
+        if isinstance(exc, ValueError) and "lambda" in text.lower() and "safe_mode" in text:
+            raise ModelError(f"model {path}: {TRUST_HINT}") from None
+        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+        if unknown:
+            raise ModelError(
+                f"model {path}: it uses {unknown.group(1)!r}, a custom class this Python session does not define. "
+                "Define it in a module, decorated with @keras.saving.register_keras_serializable(), and have "
+                f"deeptest-iot import that module first: set {IMPORT_ENV}=your.module (comma-separated for "
+                "several), or import it yourself before load_model (e.g. in conftest.py)") from None
+        if isinstance(exc, ValueError):
+            raise ModelError(f"model {path}: cannot load this {fmt} file: {_first_line(text)}") from None
         raise ModelError(f"model {path}: cannot load this {fmt} file (truncated or corrupt?): "
-                         f"{type(exc).__name__}: {_first_line(str(exc))}") from None
+                         f"{type(exc).__name__}: {_first_line(text)}") from None
+
+
+#: Modules to import before a model is loaded (custom layers registered with Keras), comma-separated.
+IMPORT_ENV = "DEEPTEST_IMPORT"
+
+
+def import_user_modules() -> None:
+    """Import the modules named in $DEEPTEST_IMPORT, so that their custom Keras classes are registered."""
+    import importlib
+
+    for name in filter(None, (n.strip() for n in os.environ.get(IMPORT_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ModelError(f"{IMPORT_ENV}: cannot import {name!r}: {exc}") from None
+
+
+def _legacy_h5(path: Path) -> tuple[str, bool] | None:
+    """(Keras version, holds a Lambda layer) of an .h5 file written by Keras 1 or 2, else None."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+            config = f.attrs.get("model_config")
+    except Exception:  # not readable as HDF5 at all: the caller's generic message applies
+        return None
+    version = version.decode() if isinstance(version, bytes) else str(version or "")
+    if not version or not version.split(".")[0].isdigit() or int(version.split(".")[0]) >= 3:
+        return None
+    config = config.decode() if isinstance(config, bytes) else str(config or "")
+    return version, '"Lambda"' in config
 
 
 def _first_line(text: str) -> str:

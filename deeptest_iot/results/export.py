@@ -29,14 +29,15 @@ detection ``boxes`` (M, 4) float32 xyxy frame pixels, ``box_classes`` (M,) int64
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from deeptest_iot.errors import InputError, UnsupportedError
-from deeptest_iot.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from deeptest_iot.errors import ConfigError, InputError, UnsupportedError
+from deeptest_iot.fileio import atomic_write, atomic_write_bytes, atomic_write_text, ensure_dir
 from deeptest_iot.results.reader import RunFolder, open_run
 
 
@@ -69,8 +70,39 @@ def _read_rgb(run: RunFolder, finding: dict) -> tuple[np.ndarray, bytes]:
     return rgb, data
 
 
-def export_findings(out_dir: str | Path, to_dir: str | Path) -> ExportResult:
-    """Write the findings of campaign folder ``out_dir`` as a training set in ``to_dir``."""
+#: The list of files an export wrote into its folder: ``--force`` replaces these and nothing else.
+MANIFEST = ".deeptest-export.json"
+
+
+def _claim(to_dir: Path, names: list[str], force: bool) -> list[str]:
+    """Check that writing ``names`` into ``to_dir`` replaces no file of the user's, record them in
+    the manifest before any is written, and return the files a previous export wrote and this one
+    does not (to remove). A non-empty folder needs ``force``; even then only export's own files go."""
+    if not to_dir.exists() or not any(to_dir.iterdir()):
+        previous: list[str] = []
+    elif not force:
+        raise ConfigError(f"{to_dir} is not empty; pass --force to replace what an earlier export wrote there "
+                          "(other files are never touched), or choose another --to")
+    else:
+        try:
+            previous = json.loads((to_dir / MANIFEST).read_text(encoding="utf-8"))["files"]
+        except FileNotFoundError:
+            previous = []
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{to_dir / MANIFEST}: unreadable; remove it only if every file there may be "
+                             "replaced") from None
+        foreign = sorted(n for n in names if (to_dir / n).exists() and n not in previous)
+        if foreign:
+            raise ConfigError(f"{to_dir}: would replace {len(foreign)} file(s) that export did not write "
+                              f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); move them or "
+                              "choose another --to")
+    atomic_write_text(to_dir / MANIFEST, json.dumps({"files": sorted(set(previous) | set(names))}, indent=1))
+    return sorted(set(previous) - set(names))
+
+
+def export_findings(out_dir: str | Path, to_dir: str | Path, force: bool = False) -> ExportResult:
+    """Write the findings of campaign folder ``out_dir`` as a training set in ``to_dir`` (a new or
+    empty folder; with ``force``, one where only an earlier export's files will be replaced)."""
     from deeptest_iot.tasks import TASKS
 
     run = open_run(out_dir)
@@ -88,11 +120,13 @@ def export_findings(out_dir: str | Path, to_dir: str | Path) -> ExportResult:
     if len(shapes) > 1:
         raise UnsupportedError(f"{out_dir}: transformed frames have different sizes {sorted(shapes)}; the .npz needs "
                                "one size")
-    (to_dir / "images").mkdir(parents=True, exist_ok=True)
+    label_arrays, files = task.export_files(findings, targets)
+    names = [f"images/{f['id']}.png" for f in findings] + list(files) + ["findings.npz"]
+    stale = _claim(to_dir, names, force)
+    ensure_dir(to_dir / "images")
     for f, _, png in images:
         atomic_write_bytes(to_dir / "images" / f"{f['id']}.png", png)
 
-    label_arrays, files = task.export_files(findings, targets)
     arrays: dict[str, np.ndarray] = {
         "images": (np.stack([rgb for _, rgb, _ in images]) if images else np.zeros((0, 0, 0, 3), np.uint8)),
         "ids": np.array([str(f["id"]) for f in findings], dtype=str),
@@ -103,4 +137,7 @@ def export_findings(out_dir: str | Path, to_dir: str | Path) -> ExportResult:
         atomic_write_text(to_dir / name, text)
     npz = to_dir / "findings.npz"
     atomic_write(npz, lambda fobj: np.savez_compressed(fobj, **arrays))
+    for name in stale:
+        (to_dir / name).unlink(missing_ok=True)
+    atomic_write_text(to_dir / MANIFEST, json.dumps({"files": sorted(names)}, indent=1))
     return ExportResult(count=len(findings), task=run.task, folder=to_dir, npz=npz)

@@ -47,6 +47,15 @@ class RunFolder:
         relation = (self.summary.get("campaign") or {}).get("relation") or {}
         return str(relation.get("name", "steering"))
 
+    def problems(self) -> list[str]:
+        """What does not add up between summary.json and findings.jsonl (a damaged or partial folder)."""
+        counted = self.summary.get("findings")
+        found = len(self.findings)
+        if isinstance(counted, int) and (found < counted or (found != counted and self.summary.get("status") == "complete")):
+            return [f"summary.json counts {counted} findings but findings.jsonl holds {found}: the folder is "
+                    "incomplete or damaged (copied in part, or findings.jsonl replaced)"]
+        return []
+
     def resolve(self, relative: str) -> Path:
         """The file an image path in a finding names, refusing paths that leave the folder.
 

@@ -208,6 +208,9 @@ def section_overview(run: RunFolder) -> str:
     if s.get("status") != "complete":
         banner = (f'<p class="warn">Campaign status: {e(s.get("status", "unknown"))}. It is still running or was '
                   f'stopped; the figures below are those of the last checkpoint.</p>')
+    if s.get("error"):
+        banner += f'<p class="warn">It stopped on an error: {e(s["error"])}</p>'
+    banner += "".join(f'<p class="warn">{e(problem)}</p>' for problem in run.problems())
     return f'<section id="overview">{banner}<div class="cards">{html_cards}</div></section>'
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from deeptest_iot.errors import InputError
-from deeptest_iot.fileio import atomic_write_bytes, atomic_write_json
+from deeptest_iot.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 from deeptest_iot.results.reader import SEVERITY_BUCKETS, severity_bucket
 
 FINDINGS = "findings.jsonl"
@@ -49,7 +49,9 @@ class FindingsWriter:
 
     def __init__(self, out_dir: Path, count: int = 0, offset: int = 0):
         self.out_dir = Path(out_dir)
-        (self.out_dir / IMAGES).mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.out_dir / IMAGES)
+        for stray in [*self.out_dir.glob(".*.tmp"), *(self.out_dir / IMAGES).glob(".*.tmp")]:
+            stray.unlink(missing_ok=True)  # a killed run's half-written file (fileio.atomic_write's temp names)
         self.path = self.out_dir / FINDINGS
         self.count = count
         # Cut off a killed run's lines past the last checkpoint (or a torn last line).
