@@ -40,23 +40,56 @@ def test_unknown_names_refused():
         make_strategy("annealing", 3, NAMES, 0)
 
 
-def test_deeptest_depth_first_and_reuses_winners():
-    s = DeepTestStrategy(3, ["brightness", "contrast", "fog", "gamma", "rain"], 0, tries=4, max_depth=2)
-    first = s.next_batch(4)
-    assert [c.seed_index for c in first] == [0, 0, 0, 0]  # one node's 4 tries
+def test_deeptest_is_breadth_first_and_reuses_winners():
+    """Every seed gets its try before any child is deepened (issue 13: depth first visited 13 of 200
+    real seeds); a child that raised coverage is deepened after the pass, within the chain cap."""
+    s = DeepTestStrategy(3, ["brightness", "contrast", "fog", "gamma", "rain"], 0, tries=4, max_depth=2, max_links=3)
+    first = s.next_batch(3)
+    assert [c.seed_index for c in first] == [0, 1, 2]  # one try per seed
     assert all(len(c.chain) == 2 for c in first)
-    gains = np.array([0, 5, 0, 0])
-    s.feedback(first, gains, np.zeros(4, bool))
+    s.feedback(first, np.array([0, 5, 0]), np.zeros(3, bool))
     winner = tuple(t.name for t in first[1].chain)
     assert s.winners[0] == winner
     nxt = s.next_batch(4)
-    # Depth first: the child of the successful try is explored next, extending its chain.
-    assert all(c.seed_index == 0 and len(c.chain) == 4 for c in nxt)
-    assert all(c.chain.to_json()[:2] == first[1].chain.to_json() for c in nxt)
-    assert tuple(t.name for t in nxt[0].chain.transforms[2:]) == winner  # winners tried first
-    s.feedback(nxt, np.array([1, 0, 0, 0]), np.zeros(4, bool))  # depth 2 reached: not pushed
-    after = s.next_batch(4)
-    assert all(c.seed_index == 1 and len(c.chain) == 2 for c in after)
+    # The pass ends with the new child (seed 1's successful chain), then the seeds' second tries.
+    assert [c.seed_index for c in nxt] == [1, 0, 1, 2]
+    child = nxt[0]
+    assert len(child.chain) == 3 and child.chain.to_json()[:2] == first[1].chain.to_json()  # capped at 3 links
+    assert tuple(t.name for t in nxt[1].chain) == winner  # the seeds' second try reuses the winner first
+    s.feedback(nxt, np.array([9, 0, 0, 0]), np.zeros(4, bool))  # depth 2 (and 3 links) reached: not deepened
+    assert all(node[2] <= 1 for node in s.frontier)
+
+
+def test_deeptest_reaches_every_seed_within_a_budget_of_a_few_times_the_seeds():
+    s = DeepTestStrategy(200, NAMES, 0)
+    seen = set()
+    for _ in range(5):
+        cases = s.next_batch(200)
+        seen |= {c.seed_index for c in cases}
+        s.feedback(cases, np.ones(len(cases)), np.zeros(len(cases), bool))  # every try raises coverage
+    assert seen == set(range(200))
+    assert max(len(c.chain) for c in cases) <= 3
+
+
+@pytest.mark.parametrize("name", ["random", "deeptest", "deephunter", "sweep"])
+def test_every_strategy_tries_every_seed_within_five_times_the_seeds(name):
+    s = make_strategy(name, 50, NAMES, 3)
+    seen, tried = set(), 0
+    while tried < 250 and not s.done:
+        cases = s.next_batch(25)
+        tried += len(cases)
+        seen |= {c.seed_index for c in cases}
+        s.feedback(cases, np.ones(len(cases)), np.zeros(len(cases), bool))
+    assert seen == set(range(50))
+
+
+@pytest.mark.parametrize("name", ["random", "deeptest", "deephunter"])
+def test_chains_respect_the_link_cap(name):
+    s = make_strategy(name, 3, NAMES, 1, max_links=2)
+    for _ in range(20):
+        cases = s.next_batch(10)
+        assert all(1 <= len(c.chain) <= 2 for c in cases)
+        s.feedback(cases, np.ones(len(cases)), np.zeros(len(cases), bool))
 
 
 def test_deephunter_queue_grows_with_coverage_and_keeps_one_affine():

@@ -168,7 +168,8 @@ class Campaign:
         self.oracle = task.oracle_for(self.mut.card, self.ref.outputs, self.labels,
                                       **opts.relation_options(task.name))
         self.transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
-        self.strategy = make_strategy(opts.strategy, len(self.seeds.images), self.transform_names, opts.seed)
+        self.strategy = make_strategy(opts.strategy, len(self.seeds.images), self.transform_names, opts.seed,
+                                      max_links=opts.max_links)
 
         if checkpoint is not None:
             self._restore(checkpoint)

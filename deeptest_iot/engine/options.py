@@ -178,6 +178,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("strategy", "str", "deeptest", "Search strategy.", choices=("deeptest", "deephunter", "sweep", "random")),
     Option("transforms", "list", None, "Transforms to use, comma-separated (see `deeptest-iot transforms list`).",
            nullable=True, metavar="LIST", shown="all"),
+    Option("max_links", "int", 3, "Most transforms in one chain (and never more than one affine): longer "
+           "chains turn real frames into noise.", minimum=1),
     Option("budget", "int", 2000, "Inputs to run through the model, seeds not counted.", minimum=0, resumable=True,
            plugin="budget", plugin_default=1000,
            plugin_help="default budget of a model test: transformed inputs the metamorphic helper checks for it"),

@@ -48,13 +48,19 @@ def case_rng(campaign_seed: int, case_id: int) -> np.random.Generator:
 
 
 class Strategy:
-    """Base: a case counter, a strategy Generator, and the pool of transform names to draw from."""
+    """Base: a case counter, a strategy Generator, the pool of transform names, and the chain cap.
+
+    Every strategy tries every seed before it deepens any (breadth first across seeds: with a
+    budget of a few times the seeds, each seed is tried), and no chain has more than ``max_links``
+    links or more than one affine link.
+    """
 
     name = "base"
     uses_feedback = True  # False: the next batch does not depend on the last one's coverage
     checks_validity = False  # True: the campaign drops mutants that fail DeepHunter's validity rule
 
-    def __init__(self, n_seeds: int, transform_names: Sequence[str], campaign_seed: int, **options):
+    def __init__(self, n_seeds: int, transform_names: Sequence[str], campaign_seed: int, max_links: int = 3,
+                 **options):
         from deeptest_iot.transforms import REGISTRY
 
         if n_seeds < 1:
@@ -64,10 +70,13 @@ class Strategy:
             raise ConfigError(f"unknown transform(s) {', '.join(unknown)}; see `deeptest-iot transforms list`")
         if not transform_names:
             raise ConfigError("no transforms to try: --transforms is empty")
+        if int(max_links) < 1:
+            raise ConfigError(f"max_links must be >= 1, not {max_links}")
         self.registry = REGISTRY
         self.n_seeds = n_seeds
         self.names = list(transform_names)
         self.seed = int(campaign_seed)
+        self.max_links = int(max_links)
         self.next_case = 0
         self.rng = np.random.default_rng([self.seed, 0x5EA4C4])
         self.options = options
@@ -98,8 +107,10 @@ class Strategy:
         return Case(case_id, int(seed_index), chain)
 
     def _pick_names(self, k: int, rng: np.random.Generator, chain: Chain = None) -> list[str]:
-        """``k`` distinct names (when there are enough) to extend ``chain`` with, keeping the chain's
-        one-affine rule (``Chain.accepts_affine``): at most one affine name, none when the chain has one."""
+        """Up to ``k`` distinct names (when there are enough) to extend ``chain`` with, within the
+        chain cap and the one-affine rule (``Chain.accepts_affine``): at most one affine name, none
+        when the chain has one."""
+        k = min(k, self.max_links - (len(chain) if chain is not None else 0))
         affine = [n for n in self.names if self.registry[n].affine]
         other = [n for n in self.names if not self.registry[n].affine]
         avoid = chain is not None and not chain.accepts_affine()
@@ -128,7 +139,8 @@ class Strategy:
 
 
 class RandomStrategy(Strategy):
-    """The baseline: a random seed and a chain of ``links`` random transforms (DeepTest's 2), no feedback."""
+    """The baseline: a chain of ``links`` random transforms (DeepTest's 2) on each seed in turn, no
+    feedback. The seeds come in passes, each pass a fresh random order of all of them."""
 
     name = "random"
     uses_feedback = False
@@ -136,23 +148,33 @@ class RandomStrategy(Strategy):
     def __init__(self, *args, links: int = 2, **kwargs):
         super().__init__(*args, **kwargs)
         self.links = int(links)
+        self.order: list[int] = []
 
     def next_batch(self, size):
         cases = []
         for _ in range(size):
-            seed_index = int(self.rng.integers(self.n_seeds))
-            cases.append(self._new_case(seed_index, EMPTY, lambda rng: self._pick_names(self.links, rng)))
+            if not self.order:
+                self.order = [int(i) for i in self.rng.permutation(self.n_seeds)][::-1]
+            cases.append(self._new_case(self.order.pop(), EMPTY, lambda rng: self._pick_names(self.links, rng)))
         return cases
+
+    def state(self):
+        return {**super().state(), "order": list(self.order)}
+
+    def restore(self, state):
+        super().restore(state)
+        self.order = [int(i) for i in state["order"]]
 
 
 class SweepStrategy(Strategy):
-    """DeepTest's systematic experiment: every preset transform over every seed, in order.
+    """DeepTest's systematic experiment: every preset transform over every seed, once.
 
     By default DeepTest's seven fixed sweeps plus the weather and sensor presets at four severities.
     """
 
     name = "sweep"
     uses_feedback = False
+    CHUNK = 8
 
     def __init__(self, *args, presets: Sequence[str] = ("deeptest-sweep", "weather", "sensor"), **kwargs):
         super().__init__(*args, **kwargs)
@@ -178,14 +200,13 @@ class SweepStrategy(Strategy):
         if not self.plan:
             raise ConfigError(f"presets {', '.join(presets)} have no transform among {', '.join(self.names)}")
         self.position = 0
-
-        # Order: seeds in chunks of CHUNK; each chunk goes through every transform of the plan before
-        # the next chunk starts. A budget smaller than the plan still samples every transform, and
-        # one transform over a chunk of seeds is one batched call.
+        # Order: seeds in chunks of CHUNK, one preset transform over one chunk as a unit (one batched
+        # call). In round r, chunk c gets transform (r + c) mod T: the first round reaches every seed
+        # (each chunk with another transform), the first T units reach every transform, and the whole
+        # plan is every (transform, seed) pair once.
+        n_t = len(self.plan)
         chunks = [range(c, min(c + self.CHUNK, self.n_seeds)) for c in range(0, self.n_seeds, self.CHUNK)]
-        self.order = [(t, s) for chunk in chunks for t in range(len(self.plan)) for s in chunk]
-
-    CHUNK = 8
+        self.order = [((r + c) % n_t, s) for r in range(n_t) for c, chunk in enumerate(chunks) for s in chunk]
 
     @property
     def total(self) -> int:
@@ -224,73 +245,81 @@ class SweepStrategy(Strategy):
 
 
 class DeepTestStrategy(Strategy):
-    """DeepTest's coverage-guided greedy search (Tian et al. 2018, Algorithm 1), batched.
+    """DeepTest's coverage-guided greedy search (Tian et al. 2018, Algorithm 1), breadth first.
 
-    Depth first from each seed: a popped node gets ``tries`` children, each the node's chain plus
-    2 transforms with random parameters (at most one affine transform per chain, as DESIGN's
-    validity rule asks); a child that raises coverage is pushed as a new node (up to
-    ``max_depth`` levels, so chains stay plausible). Transform pairs that raised coverage are tried
-    first. When the stack empties, it is refilled with the seeds. Many nodes' children share a batch.
+    The frontier starts as the seeds. Each pass over the frontier gives every node one try: its
+    chain plus ``links`` random transforms (fewer at the chain cap; at most one affine link), the
+    transform tuples that raised coverage tried first. A node leaves the frontier after ``tries``
+    tries. A child that raises coverage joins the end of the frontier (up to ``max_depth`` levels
+    and while its chain can still grow), so every seed gets its try before any child is deepened:
+    a budget of a few times the seeds reaches every seed (the depth-first original visited 13 of
+    200 real seeds at a budget of 3,000). When the frontier empties, it is refilled with the seeds.
     """
 
     name = "deeptest"
 
-    def __init__(self, *args, tries: int = 10, links: int = 2, max_depth: int = 3, **kwargs):
+    def __init__(self, *args, tries: int = 10, links: int = 2, max_depth: int = 2, **kwargs):
         super().__init__(*args, **kwargs)
         self.tries, self.links, self.max_depth = int(tries), int(links), int(max_depth)
-        self.stack: list[tuple[int, Chain, int]] = []  # (seed index, chain, depth)
+        self.frontier: list[list] = []  # [seed index, chain, depth, tries used]
+        self.position = 0  # the next frontier node to try in this pass
         self.winners: list[tuple[str, ...]] = []  # transform-name tuples that raised coverage, newest first
         self.rounds = 0
-        self._pending: dict[int, tuple[int, Chain, int]] = {}
+        self._pending: dict[int, tuple[int, Chain, int, int]] = {}  # case id -> (seed, chain, depth, parent links)
 
     def _refill(self):
-        # Reverse so that seed 0 is popped first.
-        self.stack = [(i, EMPTY, 0) for i in reversed(range(self.n_seeds))]
+        self.frontier = [[i, EMPTY, 0, 0] for i in range(self.n_seeds)]
+        self.position = 0
         self.rounds += 1
 
     def next_batch(self, size):
         cases = []
         while len(cases) < size:
-            if not self.stack:
+            if not self.frontier:
                 self._refill()
-            seed_index, chain, depth = self.stack.pop()
-            for t in range(self.tries):
-                winner = self.winners[t] if t < len(self.winners) else None
-                if winner is not None and (chain.accepts_affine() or not any(
-                        self.registry[n].affine for n in winner)):
-                    choose = lambda rng, names=list(winner): names  # noqa: E731 - reuse what worked first
-                else:
-                    choose = lambda rng, c=chain: self._pick_names(self.links, rng, c)  # noqa: E731
-                case = self._new_case(seed_index, chain, choose)
-                self._pending[case.case_id] = (seed_index, case.chain, depth + 1)
-                cases.append(case)
+            if self.position >= len(self.frontier):
+                self.position = 0  # the next pass
+            node = self.frontier[self.position]
+            seed_index, chain, depth, used = node
+            winner = self.winners[used] if used < len(self.winners) else None
+            if winner is not None and len(chain) + len(winner) <= self.max_links and (
+                    chain.accepts_affine() or not any(self.registry[n].affine for n in winner)):
+                choose = lambda rng, names=list(winner): names  # noqa: E731 - reuse what worked first
+            else:
+                choose = lambda rng, c=chain: self._pick_names(self.links, rng, c)  # noqa: E731
+            case = self._new_case(seed_index, chain, choose)
+            self._pending[case.case_id] = (seed_index, case.chain, depth + 1, len(chain))
+            cases.append(case)
+            node[3] += 1
+            if node[3] >= self.tries:
+                del self.frontier[self.position]
+            else:
+                self.position += 1
         return cases
 
     def feedback(self, cases, gains, failed):
-        pushed = []
         for case, gain in zip(cases, gains):
             node = self._pending.pop(case.case_id, None)
             if node is None or gain <= 0:
                 continue
-            new_names = tuple(t.name for t in case.chain.transforms[len(case.chain) - self.links:])
+            seed_index, chain, depth, parent_links = node
+            new_names = tuple(t.name for t in chain.transforms[parent_links:])  # what this try added
             if new_names in self.winners:
                 self.winners.remove(new_names)
             self.winners.insert(0, new_names)
             del self.winners[self.tries // 2:]  # keep room for fresh random pairs
-            if node[2] < self.max_depth:
-                pushed.append(node)
-        # Depth first: the newest successful children are explored next.
-        self.stack.extend(reversed(pushed))
+            if depth < self.max_depth and len(chain) < self.max_links:
+                self.frontier.append([seed_index, chain, depth, 0])
 
     def state(self):
-        return {**super().state(), "rounds": self.rounds,
-                "stack": [[s, c.to_json(), d] for s, c, d in self.stack],
+        return {**super().state(), "rounds": self.rounds, "position": self.position,
+                "frontier": [[s, c.to_json(), d, u] for s, c, d, u in self.frontier],
                 "winners": [list(w) for w in self.winners]}
 
     def restore(self, state):
         super().restore(state)
-        self.rounds = int(state["rounds"])
-        self.stack = [(int(s), Chain.from_json(c), int(d)) for s, c, d in state["stack"]]
+        self.rounds, self.position = int(state["rounds"]), int(state["position"])
+        self.frontier = [[int(s), Chain.from_json(c), int(d), int(u)] for s, c, d, u in state["frontier"]]
         self.winners = [tuple(w) for w in state["winners"]]
         self._pending = {}
 
@@ -298,31 +327,41 @@ class DeepTestStrategy(Strategy):
 class DeepHunterStrategy(Strategy):
     """DeepHunter's fuzzing loop (Xie et al. 2019): seed queue, probabilistic picks, mutant batches.
 
-    A queue element is picked with weight max(0.8 - f / gamma, 0.3), f the times it was fuzzed; each
-    pick yields ``mutants`` children (its chain plus one random transform, at most one affine per
-    chain); the campaign drops invalid mutants (DeepHunter's L0/Linf rule) before the model sees
-    them; children that add coverage join the queue.
+    A queue element not fuzzed yet is picked first, in queue order (so every seed is fuzzed before
+    any element is fuzzed again); then an element is picked with weight max(0.8 - f / gamma, 0.3),
+    f the times it was fuzzed. Each pick yields ``mutants`` children (its chain plus one random
+    transform, at most one affine per chain); the campaign drops invalid mutants (DeepHunter's
+    L0/Linf rule) before the model sees them; children that add coverage join the queue while their
+    chain can still grow.
     """
 
     name = "deephunter"
     checks_validity = True
 
-    def __init__(self, *args, mutants: int = 16, gamma: float = 5.0, p_max: float = 0.8, p_min: float = 0.3,
+    def __init__(self, *args, mutants: int = 4, gamma: float = 5.0, p_max: float = 0.8, p_min: float = 0.3,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.mutants, self.gamma, self.p_max, self.p_min = int(mutants), float(gamma), float(p_max), float(p_min)
         self.queue: list[tuple[int, Chain]] = [(i, EMPTY) for i in range(self.n_seeds)]
         self.fuzzed: list[int] = [0] * self.n_seeds
+        self.fresh = 0  # queue elements before this index have all been fuzzed at least once
 
     def _weights(self) -> np.ndarray:
         f = np.asarray(self.fuzzed, np.float64)
         w = np.maximum(self.p_max - f / self.gamma, self.p_min)
         return w / w.sum()
 
+    def _pick(self) -> int:
+        while self.fresh < len(self.queue) and self.fuzzed[self.fresh] > 0:
+            self.fresh += 1
+        if self.fresh < len(self.queue):
+            return self.fresh
+        return int(self.rng.choice(len(self.queue), p=self._weights()))
+
     def next_batch(self, size):
         cases = []
         while len(cases) < size:
-            pick = int(self.rng.choice(len(self.queue), p=self._weights()))
+            pick = self._pick()
             self.fuzzed[pick] += 1
             seed_index, chain = self.queue[pick]
             for _ in range(self.mutants):
@@ -331,18 +370,19 @@ class DeepHunterStrategy(Strategy):
 
     def feedback(self, cases, gains, failed):
         for case, gain in zip(cases, gains):
-            if gain > 0:
+            if gain > 0 and len(case.chain) < self.max_links:
                 self.queue.append((case.seed_index, case.chain))
                 self.fuzzed.append(0)
 
     def state(self):
         return {**super().state(), "queue": [[s, c.to_json()] for s, c in self.queue],
-                "fuzzed": list(self.fuzzed)}
+                "fuzzed": list(self.fuzzed), "fresh": self.fresh}
 
     def restore(self, state):
         super().restore(state)
         self.queue = [(int(s), Chain.from_json(c)) for s, c in state["queue"]]
         self.fuzzed = [int(f) for f in state["fuzzed"]]
+        self.fresh = int(state["fresh"])
 
 
 STRATEGIES = {cls.name: cls for cls in (DeepTestStrategy, DeepHunterStrategy, SweepStrategy, RandomStrategy)}
