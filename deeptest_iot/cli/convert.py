@@ -41,7 +41,8 @@ def convert(model_path, to, out, calibration, n_calibration, int8_io, card_path,
     card = ModelCard.from_toml(card_path) if card_path else None
     mut = load_model(model_path, card, trust=trust_model)
     result = do_convert(mut, to, out or twin_path_for(model_path, to), calibration=calibration,
-                        int8_io=int8_io, n_calibration=n_calibration)
+                        int8_io=int8_io, n_calibration=n_calibration, trust=trust_model,
+                        isolate=(to == "int8"))  # the int8 quantiser is the part that can segfault
     info = result.describe()
     twin = load_twin(result.path, mut)
     check = check_twin(mut, twin)

@@ -118,8 +118,15 @@ def read_calibration_folder(folder, limit: int = DEFAULT_CALIBRATION) -> list[np
 
 
 def representative_inputs(mut, frames: list[np.ndarray]) -> np.ndarray:
-    """The network inputs the card makes of the frames (the same preprocessing as every run)."""
-    return np.concatenate([mut.preprocess(f) for f in frames if len(f)])
+    """The network inputs the card makes of the frames (the same preprocessing as every run).
+
+    A black and a white frame are added: the camera's pixel range 0..255 is known, so the input
+    quantisation covers all of it (with the sample cards' scale 1.0, q = pixel - 128 exactly)
+    instead of the range the calibration frames happen to reach, which would clip bright pixels.
+    """
+    h, w = mut.card.input_size
+    extremes = np.stack([np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 255, np.uint8)])
+    return np.concatenate([mut.preprocess(f) for f in [extremes, *frames] if len(f)])
 
 
 # -- conversion ------------------------------------------------------------------------------------
@@ -129,12 +136,13 @@ def _captured_output():
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as log:
+    with tempfile.TemporaryFile(mode="w+b") as log, open(os.devnull, "w") as sink:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         text: list = []
         try:
-            yield lambda: "".join(text)
+            with contextlib.redirect_stdout(sink):  # Python-level prints ("Saved artifact at ...")
+                yield lambda: "".join(text)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -188,6 +196,78 @@ def _tflite_bytes(kmodel, to: str, rep: np.ndarray | None, int8_io: bool) -> byt
     return conv.convert()
 
 
+def _convert_bytes(kmodel, to: str, rep, int8_io: bool, input_hwc) -> bytes:
+    return _onnx_bytes(kmodel, input_hwc) if to == "onnx" else _tflite_bytes(kmodel, to, rep, int8_io)
+
+
+def _convert_in_child(mut, to: str, rep, int8_io: bool, input_hwc, trust: bool, tool: str) -> bytes:
+    """Run ``_convert_bytes`` in ``python -m deeptest_iot.model.convert JOB``; a crash is a ModelError."""
+    import json
+    import signal
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="deeptest-convert-") as tmp:
+        tmp = Path(tmp)
+        model_path = mut.path
+        if model_path is None or Path(model_path).suffix.lower() not in (".keras", ".h5", ".hdf5"):
+            model_path = str(tmp / "model.keras")
+            mut.model.save(model_path)
+            trust = True  # the caller's own in-memory model, saved a moment ago
+        job = {"model": str(model_path), "trust": trust, "to": to, "int8_io": int8_io,
+               "input_hwc": list(input_hwc), "rep": None, "out": str(tmp / "twin.bin"),
+               "error": str(tmp / "error.txt")}
+        if rep is not None:
+            job["rep"] = str(tmp / "rep.npy")
+            np.save(job["rep"], rep)
+        (tmp / "job.json").write_text(json.dumps(job))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run([sys.executable, "-m", "deeptest_iot.model.convert", str(tmp / "job.json")],
+                              capture_output=True, env=env)
+        if proc.returncode == 0 and Path(job["out"]).is_file():
+            return Path(job["out"]).read_bytes()
+        if Path(job["error"]).is_file():
+            reason = Path(job["error"]).read_text(encoding="utf-8")
+            raise ModelError(f"the {tool} refused model {mut.name!r} (--to {to}): {reason}")
+        logs = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        if proc.returncode < 0:
+            try:
+                sig = signal.Signals(-proc.returncode).name
+            except ValueError:
+                sig = f"signal {-proc.returncode}"
+            hint = (" (it does so on ops it cannot quantise to int8, e.g. SELU or softplus; try --to float16 "
+                    "or --to dynamic)" if to == "int8" else "")
+            raise ModelError(f"the {tool} crashed ({sig}) converting model {mut.name!r} (--to {to}){hint}")
+        raise ModelError(f"the {tool} failed on model {mut.name!r} (--to {to}): {refusal_reason(logs)}")
+
+
+def _child_main(job_path: str) -> int:
+    """The child side of ``_convert_in_child``."""
+    import json
+
+    job = json.loads(Path(job_path).read_text())
+    from deeptest_iot.model.core import _keras_load
+
+    try:
+        kmodel = _keras_load(Path(job["model"]), bool(job["trust"]), Path(job["model"]).suffix)
+        rep = np.load(job["rep"]) if job["rep"] else None
+        with _captured_output() as log:
+            try:
+                data = _convert_bytes(kmodel, job["to"], rep, bool(job["int8_io"]), tuple(job["input_hwc"]))
+            except Exception as exc:  # noqa: BLE001 - reported as one line to the parent
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            Path(job["error"]).write_text(refusal_reason(f"{failure}\n{log()}"), encoding="utf-8")
+            return 1
+    except Exception as exc:  # noqa: BLE001 - loading failed: the parent says so in one line
+        Path(job["error"]).write_text(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}",
+                                      encoding="utf-8")
+        return 1
+    Path(job["out"]).write_bytes(data)
+    return 0
+
+
 def _onnx_bytes(kmodel, input_hwc) -> bytes:
     try:
         import tf2onnx  # noqa: F401 - Keras' ONNX export runs it
@@ -222,12 +302,17 @@ def _toml_value(v) -> str:
 
 def convert(model, to: str, out, *, calibration=None, int8_io: bool = False,
             n_calibration: int = DEFAULT_CALIBRATION, calibration_seed: int = CALIBRATION_SEED,
-            card=None, trust: bool = False) -> Conversion:
+            card=None, trust: bool = False, isolate: bool = False) -> Conversion:
     """Convert a Keras model (path or loaded ``KerasModelUnderTest``) to ``to`` at ``out``.
 
     Writes the twin and its model card (``out`` with suffix ``.toml``), both atomically. Raises
     ConfigError for a bad target or suffix, InputError for calibration frames that cannot be used,
     ModelError (one line, the converter's reason) when the converter refuses the model.
+
+    ``isolate`` runs the converter in a child Python process (the CLI does for int8): the LiteRT
+    int8 quantiser kills its process with a segmentation fault on some models (full-integer int8
+    of a SELU or softplus activation, TF 2.21), which then becomes a ModelError too. It costs the
+    child's TensorFlow start (a few seconds).
     """
     from deeptest_iot.model.card import card_path_for
     from deeptest_iot.model.core import KerasModelUnderTest, load_model
@@ -256,23 +341,26 @@ def convert(model, to: str, out, *, calibration=None, int8_io: bool = False,
             source = ("generated sign crops" if mut.card.task == "classification" else "generated scenes") + \
                 f", seed {calibration_seed}"
         rep = representative_inputs(mut, frames)
-        n_frames = len(rep)
+        n_frames = len(rep) - 2
     kmodel = mut.model
     h, w = mut.card.input_size
-    channels = int(kmodel.inputs[0].shape[-1])
-    with _captured_output() as log:
-        try:
-            data = _onnx_bytes(kmodel, (h, w, channels)) if to == "onnx" else _tflite_bytes(kmodel, to, rep, int8_io)
-        except (UnsupportedError, ConfigError):
-            raise
-        except Exception as exc:  # the converters raise ConverterError, ValueError, RuntimeError, ...
-            failure = exc
-        else:
-            failure = None
-    if failure is not None:
-        reason = refusal_reason(f"{failure}\n{log()}")
-        raise ModelError(f"the {'ONNX exporter' if to == 'onnx' else 'LiteRT converter'} refused model "
-                         f"{mut.name!r} (--to {to}): {reason}") from None
+    shape = (h, w, int(kmodel.inputs[0].shape[-1]))
+    tool = "ONNX exporter" if to == "onnx" else "LiteRT converter"
+    if isolate:
+        data = _convert_in_child(mut, to, rep, int8_io, shape, trust, tool)
+    else:
+        with _captured_output() as log:
+            try:
+                data = _convert_bytes(kmodel, to, rep, int8_io, shape)
+            except (UnsupportedError, ConfigError):
+                raise
+            except Exception as exc:  # the converters raise ConverterError, ValueError, RuntimeError, ...
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            reason = refusal_reason(f"{failure}\n{log()}")
+            raise ModelError(f"the {tool} refused model {mut.name!r} (--to {to}): {reason}") from None
     atomic_write_bytes(out, data)
     card_out = out.with_suffix(".toml")
     header = (f"# Model card of {out.name}: the {to} twin of {Path(mut.path).name if mut.path else mut.name}, made "
@@ -290,3 +378,6 @@ def convert(model, to: str, out, *, calibration=None, int8_io: bool = False,
                       calibration=source, calibration_frames=n_frames, seconds=time.perf_counter() - start,
                       int8_io=int8_io)
 
+
+if __name__ == "__main__":  # the isolated converter (see ``convert(isolate=True)``)
+    sys.exit(_child_main(sys.argv[1]))

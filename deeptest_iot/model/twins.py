@@ -56,7 +56,7 @@ def _raw_shapes(mut) -> list:
     h, w = mut.card.input_size
     frames = np.zeros((1, h, w, 3), np.uint8)
     frames[:, h // 4: 3 * h // 4] = 128  # not all zeros: some models normalise by the frame's range
-    raw = mut.run(frames, with_activations=False).raw
+    raw, _ = mut._forward(frames, False)  # raw outputs, before decoding reads them as the task's
     return [tuple(int(d) for d in r.shape[1:]) for r in raw]
 
 
