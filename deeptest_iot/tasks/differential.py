@@ -7,7 +7,7 @@ quantisation defects this way. Per task:
 
 * **steering**: input *i* fails when ``|twin_i - float_i| > delta``.
   ``DEFAULT_DELTA`` = 0.02 rad (1.15 degrees) is a fifth of the metamorphic relation's default bound
-  (0.1 rad, ``tasks.oracles.DEFAULT_DELTA``): a twin that deviates by this much on an unchanged
+  (0.1 rad, ``tasks.steering.DEFAULT_DELTA``): a twin that deviates by this much on an unchanged
   frame has already used a fifth of what the metamorphic relation tolerates for a weather change,
   before any transform. It is well above what conversion costs a healthy twin: on the sample
   Dave-2 model (labels within +-0.12 rad) float16 differs by about 1e-5 rad and int8 by a few
@@ -20,7 +20,7 @@ quantisation defects this way. Per task:
 
 ``check(float_outputs, twin_outputs, ...)`` takes the same arguments as the metamorphic oracles'
 ``check`` (the transform is ignored: both models saw the same pixels) and returns the same
-:class:`~deeptest_iot.tasks.oracles.Verdicts`, with ``relation == "differential"`` and every
+:class:`~deeptest_iot.tasks.base.Verdicts`, with ``relation == "differential"`` and every
 detail carrying ``"relation": "differential"`` and the ``task``; ``before`` is the float model's
 output and ``after`` the twin's.
 """
@@ -32,16 +32,10 @@ import math
 import numpy as np
 
 from deeptest_iot.errors import ConfigError
-from deeptest_iot.tasks.oracles import (
-    DEFAULT_IOU_THRESHOLD,
-    DEFAULT_SCORE_THRESHOLD,
-    ClassificationOracle,
-    DetectionOracle,
-    Verdicts,
-    _number,
-    _vector,
-    _verdicts,
-)
+from deeptest_iot.tasks.base import Verdicts, make_verdicts, number
+from deeptest_iot.tasks.classification import ClassificationOracle
+from deeptest_iot.tasks.detection import DEFAULT_IOU_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DetectionOracle
+from deeptest_iot.tasks.steering import _vector
 
 __all__ = ["DifferentialOracle", "make_differential_oracle", "DEFAULT_DELTA", "RELATION"]
 
@@ -67,7 +61,7 @@ class DifferentialOracle:
             raise ConfigError(f"unknown task {task!r} for the differential relation; choose one of "
                               f"{', '.join(sorted(_OPTIONS))}")
         self.task = task
-        self.delta = _number("delta", delta, low=0.0)
+        self.delta = number("delta", delta, low=0.0)
         self._inner = None
         if task == "classification":
             self._inner = ClassificationOracle(classes=classes, max_confidence_drop=max_confidence_drop)
@@ -121,7 +115,7 @@ class DifferentialOracle:
              "violation": float(violation[i]) if failed[i] else 0.0, "threshold": self.delta}
             for i in range(ref.shape[0])
         ]
-        return _verdicts(RELATION, failed, violation, threshold, details)
+        return make_verdicts(RELATION, failed, violation, threshold, details)
 
 
 def _extent(detections) -> tuple[int, int]:
