@@ -41,6 +41,17 @@ def _frames(n=16, size=8, seed=1):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _needs_onnx():
+    if not (_has("tf2onnx") and _has("onnxruntime")):
+        pytest.skip("the [onnx] extra (tf2onnx, onnxruntime) is not installed")
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """The small float model on disk, with its card, and its twins (converted once for the module)."""
@@ -49,8 +60,11 @@ def small(tmp_path_factory):
     _small().save(path)
     (folder / "small.toml").write_text(CARD)
     mut = load_model(path)
+    targets = ["int8", "float16"]
+    if _has("tf2onnx") and _has("onnxruntime"):  # the [onnx] extra
+        targets.append("onnx")
     twins = {to: convert(mut, to, folder / (f"small.{to}.tflite" if to != "onnx" else "small.onnx")).path
-             for to in ("int8", "float16", "onnx")}
+             for to in targets}
     return path, mut, twins
 
 
@@ -77,6 +91,7 @@ def test_card_copied_beside_each_twin(small):
 
 
 def test_float16_and_onnx_twins_give_the_keras_activations(small):
+    _needs_onnx()
     _, mut, twins = small
     frames = _frames()
     ref = mut.run(frames)
@@ -89,6 +104,7 @@ def test_float16_and_onnx_twins_give_the_keras_activations(small):
         np.testing.assert_allclose(res.activations["conv"], ref.activations["conv"], atol=tol)
     # LiteRT: the last Dense became the model's output tensor and lost its name; ONNX keeps it
     assert load_model(twins["float16"]).layer_sizes == {"conv": 4}
+    assert [t.type for t in load_model(twins["int8"]).layers] == ["CONV_2D"]
     assert load_model(twins["onnx"]).layer_sizes == {"conv": 4, "steer": 1}
 
 
@@ -160,6 +176,7 @@ def test_dynamic_twin_and_calibration_folder(small, tmp_path):
 
 
 def test_check_twin_reports_shared_layers(small):
+    _needs_onnx()
     _, mut, twins = small
     check = check_twin(mut, load_twin(twins["onnx"], mut))
     assert check.shared_layers == ["conv", "steer"] and check.float_only_layers == []

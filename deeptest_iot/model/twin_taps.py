@@ -81,7 +81,7 @@ class TensorTap:
     """A counted layer of a twin: the tensor holding its output and how to read it."""
 
     name: str  # the Keras layer path it maps to
-    type: str  # the op that produced the tensor (LiteRT builtin or ONNX op type)
+    type: str  # the layer's first feature op (LiteRT builtin or ONNX op type), e.g. CONV_2D, Conv
     neurons: int
     tensor: object  # LiteRT tensor index, or ONNX value name
     channel_axis: int  # axis of the neurons in the tensor (last for NHWC and (N, units))
@@ -148,8 +148,8 @@ def _attribute(producers, is_activation, pass_ops):
 
 
 def _counted(producers, layer_of, feature_ops):
-    """Layers with a feature op among their producers, and each one's last tensor and its op."""
-    has_feature: set = set()
+    """Layers with a feature op among their producers: (layer, its last tensor, its first feature op)."""
+    feature: dict = {}  # layer -> its first feature op (what `inspect` shows as the layer's type)
     last: dict = {}
     for op, _inputs, outputs in producers:
         for tid, _name in outputs:
@@ -157,15 +157,16 @@ def _counted(producers, layer_of, feature_ops):
             if layer is None:
                 continue
             if op in feature_ops:
-                has_feature.add(layer)
-            last[layer] = (tid, op)
+                feature.setdefault(layer, op)
+            last[layer] = tid
+    has_feature = set(feature)
     order = []
     for op, _inputs, outputs in producers:
         for tid, _name in outputs:
             layer = layer_of.get(tid)
             if layer in has_feature and layer not in order:
                 order.append(layer)
-    return [(layer, *last[layer]) for layer in order]
+    return [(layer, last[layer], feature[layer]) for layer in order]
 
 
 # -- LiteRT ----------------------------------------------------------------------------------------
