@@ -91,7 +91,9 @@ def read_calibration_folder(folder, limit: int = DEFAULT_CALIBRATION) -> list[np
 
     Unreadable files are skipped; a folder with no usable frame is an InputError.
     """
-    from deeptest_iot.data.seeds import IMAGE_SUFFIXES, _read_image
+    import cv2
+
+    from deeptest_iot.data.seeds import IMAGE_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -103,10 +105,14 @@ def read_calibration_folder(folder, limit: int = DEFAULT_CALIBRATION) -> list[np
     bad = 0
     for p in files:
         try:
-            img = _read_image(p)
-        except InputError:
+            data = np.fromfile(p, np.uint8)  # not cv2.imread: it fails silently on non-ASCII paths
+        except OSError:
+            data = np.zeros(0, np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if img is None:
             bad += 1
             continue
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         groups.setdefault(img.shape, []).append(img)
     if not groups:
         what = (f"{bad} image file(s), none readable as PNG or JPEG" if bad
