@@ -24,10 +24,11 @@ SUBCOMMANDS = {
     "run": (".run", "run"),
     "transforms": (".transforms", "transforms"),
     "samples": (".samples", "samples"),
+    "convert": (".convert", "convert"),
 }
 
 # Subcommands that load a model (so import TensorFlow); the others stay fast.
-NEEDS_TENSORFLOW = {"inspect", "profile", "run", "samples", "validate"}
+NEEDS_TENSORFLOW = {"inspect", "profile", "run", "samples", "validate", "convert"}
 
 
 class LazyGroup(click.Group):
