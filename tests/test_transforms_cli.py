@@ -26,7 +26,8 @@ def test_list_json_and_kind_filter():
     doc = json.loads(result.output)
     assert [t["name"] for t in doc["transforms"]] == ["fog", "rain", "snow", "shadow", "glare"]
     fog = doc["transforms"][0]
-    assert fog["params"][0] == {**fog["params"][0], "name": "density", "range": [0.0, 1.0], "severity_1": 1.0}
+    assert fog["params"][0] == {**fog["params"][0], "name": "visibility_m", "range": [5.0, 20000.0],
+                                "severity_0": 20000.0, "severity_1": 25.0, "unit": "m"}
     assert doc["presets"]["deeptest-sweep"] == 70
 
 
