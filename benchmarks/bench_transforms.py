@@ -8,7 +8,9 @@ The ``ms/call`` column is what a campaign pays: one 94x200 frame per call (the s
 model's input), each call with its own random parameters (``REGISTRY[name].random(rng)``), in
 milliseconds per call (best pass over ``--values`` random values).
 Prints a table, then all figures as one JSON object on the last line. Goals: every transform but
-blur_bilateral at least 5,000 images/s at 66x200 in batches, and under 0.15 ms per random call.
+blur_bilateral at least 5,000 images/s at 66x200 in batches, and under 0.15 ms per random call; the
+physically based weather (fog, rain, snow: depth model, thousands of drops and flakes) at least
+2,000 images/s at 66x200 in batches (issue 18), its ms/call shown but not judged.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ GOAL = 5000
 CALL_GOAL_MS = 0.15
 CALL_SIZE = (94, 200)
 EXEMPT = ("blur_bilateral",)
+#: Physically based weather: its own batch goal, and no per-call goal (see the module doc).
+PHYSICS = ("fog", "rain", "snow")
+PHYSICS_GOAL = 2000
+
+
+def goal(name: str) -> int:
+    return PHYSICS_GOAL if name in PHYSICS else GOAL
 
 
 def rate(t, batch: np.ndarray, min_time: float) -> float:
@@ -103,17 +112,21 @@ def main() -> None:
             figures[key][name] = round(rate(t, batch, args.min_time), 1)
         call_ms[name] = round(per_call_ms(name, frame, args.values, args.min_time), 4)
         ok = "exempt" if name in EXEMPT else (
-            "ok" if figures["66x200"][name] >= GOAL and call_ms[name] < CALL_GOAL_MS else "BELOW")
+            "ok" if figures["66x200"][name] >= goal(name) and (name in PHYSICS or call_ms[name] < CALL_GOAL_MS)
+            else "BELOW")
         print(f"{name:<16} {t.kind:<12} {figures['66x200'][name]:>10,.0f} {figures['66x200_batch1'][name]:>10,.0f} "
               f"{figures['640x480'][name]:>10,.0f} {call_ms[name]:>8.3f}  {ok}")
-    below = [n for n in names if figures["66x200"][n] < GOAL and n not in EXEMPT]
-    slow = [n for n in names if call_ms[n] >= CALL_GOAL_MS and n not in EXEMPT]
-    print(f"below {GOAL:,} images/s at 66x200 (bilateral exempt): {', '.join(below) or 'none'}")
-    print(f"at or over {CALL_GOAL_MS} ms per random {size} call (bilateral exempt): {', '.join(slow) or 'none'}")
+    below = [n for n in names if figures["66x200"][n] < goal(n) and n not in EXEMPT]
+    slow = [n for n in names if call_ms[n] >= CALL_GOAL_MS and n not in EXEMPT + PHYSICS]
+    print(f"below {GOAL:,} images/s at 66x200 ({PHYSICS_GOAL:,} for {', '.join(PHYSICS)}; bilateral exempt): "
+          f"{', '.join(below) or 'none'}")
+    print(f"at or over {CALL_GOAL_MS} ms per random {size} call (bilateral, {', '.join(PHYSICS)} exempt): "
+          f"{', '.join(slow) or 'none'}")
     print(json.dumps({
         "benchmark": "transforms", "unit": "images/s", "clock": "process CPU time", "cv2_threads": cv2.getNumThreads(),
         "severity": args.severity, "batch": {"66x200": args.batch, "66x200_batch1": 1, "640x480": args.big_batch},
-        "goal_66x200": GOAL, "below_goal": below, "figures": figures,
+        "goal_66x200": GOAL, "goal_66x200_physics": {n: PHYSICS_GOAL for n in PHYSICS}, "below_goal": below,
+        "figures": figures,
         "per_call": {"unit": "ms per call", "size": size, "images_per_call": 1, "params": "random",
                      "values": args.values, "goal_ms": CALL_GOAL_MS, "over_goal": slow, "ms": call_ms},
         "machine": platform.processor() or platform.machine(), "numpy": np.__version__, "opencv": cv2.__version__,
