@@ -33,7 +33,7 @@ import numpy as np
 from . import particles as pt
 from .batch import LEVELS, blend, blend_mask, chunk_size, soft_grid, soften, to_levels
 from .core import Param, TransformSpec, register
-from .depth import (DEFAULT_CAMERA_HEIGHT_M, DEFAULT_HORIZON, DEFAULT_VFOV_DEG, FAR_M, SKY_M,
+from .depth import (DEFAULT_CAMERA_HEIGHT_M, DEFAULT_VFOV_DEG, SKY_M,
                     geometry_params, ground_coordinates, horizon_groups, row_range, sky_mask)
 from .scales import LateParam, LogParam, PowerParam
 from .wet import ground_noise, lens_drops, wet_road
