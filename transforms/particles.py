@@ -31,6 +31,7 @@ grows, so a heavier rain adds drops to the same storm instead of drawing a new o
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -48,21 +49,25 @@ APERTURE_M = 0.002
 _COLUMNS = 8
 _BANK: "OrderedDict[tuple[int, str, int], np.ndarray]" = OrderedDict()
 _BANK_SIZE = 128
+_BANK_LOCK = threading.Lock()  # campaigns build batches on a thread pool
 
 
 def bank(key: int, species: str, layer: int, n: int) -> np.ndarray:
     """(n, 8) uniform draws in [0, 1) for slab ``layer`` of a storm; row i never depends on n."""
     k = (int(key), species, int(layer))
-    have = _BANK.get(k)
-    if have is None or len(have) < n:
-        size = max(n, 2 * len(have) if have is not None else 64)
-        have = np.random.default_rng([int(key), sum(map(ord, species)), int(layer)]).random((size, _COLUMNS))
-        have.setflags(write=False)
+    with _BANK_LOCK:
+        have = _BANK.get(k)
+        if have is not None and len(have) >= n:
+            _BANK.move_to_end(k)
+            return have[:n]
+    size = max(n, 2 * len(have) if have is not None else 64)
+    have = np.random.default_rng([int(key), sum(map(ord, species)), int(layer)]).random((size, _COLUMNS))
+    have.setflags(write=False)
+    with _BANK_LOCK:
         _BANK[k] = have
+        _BANK.move_to_end(k)
         while len(_BANK) > _BANK_SIZE:
             _BANK.popitem(last=False)
-    else:
-        _BANK.move_to_end(k)
     return have[:n]
 
 
@@ -206,10 +211,10 @@ def render(seg: dict[str, np.ndarray], h: int, w: int) -> np.ndarray:
     level = np.searchsorted(_LEVELS, seg["opacity"] * 255.0, side="right") - 1
     keep = level >= 0
     thick = np.maximum(1, np.rint(seg["width"])).astype(np.int64)
-    thick = np.where(thick <= 3, thick, np.minimum(2 ** np.ceil(np.log2(thick)), max(h, w))).astype(np.int64)
+    thick = np.where(thick <= 3, thick, np.minimum(2 ** np.ceil(np.log2(thick)), min(4095, max(h, w)))).astype(np.int64)
     blur = seg["blur"]
     cls = np.zeros(n, np.int64)
-    for i, (top, _) in enumerate(_BLUR_CLASSES[:-1]):
+    for top, _ in _BLUR_CLASSES[:-1]:
         cls += blur > top
     pts = np.rint(np.stack([seg["p0"], seg["p1"]], 1) * (1 << _SHIFT))
     pts = np.clip(pts, -(1 << 28), 1 << 28).astype(np.int32)
@@ -217,7 +222,7 @@ def render(seg: dict[str, np.ndarray], h: int, w: int) -> np.ndarray:
         sigma = _BLUR_CLASSES[c][1]
         canvas = mask if sigma == 0 else np.zeros((h, w), np.uint8)
         sel = keep & (cls == c)
-        groups = (thick[sel] * 64 + level[sel])
+        groups = level[sel] * 4096 + thick[sel]  # fainter groups first
         order = np.argsort(groups, kind="stable")
         g_sorted = groups[order]
         idx = np.flatnonzero(sel)[order]
@@ -226,7 +231,7 @@ def render(seg: dict[str, np.ndarray], h: int, w: int) -> np.ndarray:
             if not len(part):
                 continue
             gval = g_sorted[part[0]]
-            th, lv = int(gval // 64), int(gval % 64)
+            lv, th = int(gval // 4096), int(gval % 4096)
             lines = pts[idx[part]]
             cv2.polylines(canvas, list(lines) if len(lines) < 2 else lines, False, int(_LEVELS[lv]), th,
                           cv2.LINE_AA, _SHIFT)

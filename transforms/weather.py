@@ -33,8 +33,8 @@ import numpy as np
 from . import particles as pt
 from .batch import LEVELS, blend, blend_mask, chunk_size, soft_grid, soften, to_levels
 from .core import Param, TransformSpec, register
-from .depth import (DEFAULT_CAMERA_HEIGHT_M, DEFAULT_VFOV_DEG, SKY_M,
-                    geometry_params, ground_coordinates, horizon_groups, row_range, sky_mask)
+from .depth import (DEFAULT_CAMERA_HEIGHT_M, DEFAULT_VFOV_DEG, FAR_M, SKY_M,
+                    geometry_params, ground_coordinates, horizon_groups, row_range, sky_levels)
 from .scales import LateParam, LogParam, PowerParam
 from .wet import ground_noise, lens_drops, wet_road
 
@@ -195,11 +195,16 @@ def _fog(batch, p, rng):
         t = fog_transmission(h, p["visibility_m"], hz, vfov, cam)
         res = blend(x, t[:, None, None], (airlight * (1.0 - t))[:, None, None])
         y_h = min(h, max(0, int(math.floor(hz * h + 0.5))))
-        if y_h > 0:  # above the horizon: the far plane, or the sky where it looks like sky
-            t_far = t[:y_h, None]
-            tt = t_far + (t_sky - t_far) * sky_mask(x, y_h)
-            top = x[:, :y_h].astype(np.float32) * tt[..., None] + (airlight * (1.0 - tt))[..., None]
-            res[:, :y_h] = np.clip(top + 0.5, 0, 255).astype(np.uint8)
+        if y_h > 0 and t_sky < 1.0:
+            # Above the horizon a pixel that looks like sky (score s) is at SKY_M, not on the far
+            # plane: t = t_far - s (t_far - t_sky). Starting from the far plane's result r, that is
+            # r + a (A - r) with a = s (1 - t_sky / t_far): one more blend toward the airlight.
+            m = len(res)
+            a = sky_levels(x, y_h).astype(np.float32)
+            a *= ((1.0 - t_sky / np.maximum(t[:y_h], 1e-12)) / 255.0).astype(np.float32)[None, :, None]
+            top = np.ascontiguousarray(res[:, :y_h]).reshape(m * y_h, w, 3)
+            a = a.reshape(m * y_h, w)
+            res[:, :y_h] = cv2.blendLinear(top, np.full_like(top, int(round(airlight))), 1.0 - a, a).reshape(m, y_h, w, 3)
         out[sel] = res
     return out
 
@@ -504,7 +509,7 @@ def _glare(batch, p, rng):
 def _time_params(wind: float) -> tuple[Param, ...]:
     return (
         Param("wind_ms", -25.0, 25.0, wind, unit="m/s", doc="crosswind; + blows to the right"),
-        Param("speed_kmh", 0.0, 200.0, 30.0, unit="km/h", doc="vehicle speed: drops rush at the camera"),
+        Param("speed_kmh", 0.0, 200.0, 30.0, unit="km/h", doc="vehicle speed: the drops or flakes rush at the camera"),
         Param("exposure_ms", 0.1, 66.0, 8.0, unit="ms", doc="exposure time: streak length"),
         Param("t", 0.0, 1e6, 0.0, unit="s",
               doc="seconds since the storm began: the same seed at t + 0.05 is the next 20 fps frame"),
@@ -551,8 +556,8 @@ register(TransformSpec(
      *geometry_params()),
     _fog,
     doc="Koschmieder: I = J t + A (1 - t), t = exp(-beta d), beta = 3.912 / visibility_m less the clear "
-        "air's; d: the road below the horizon (camera_height_m / sin(angle below it)), 150 m above it, "
-        "3 km for pixels that look like sky. Static in time.",
+        f"air's; d: the road below the horizon (camera_height_m / sin(angle below it)), {FAR_M:g} m at and "
+        f"above it, {SKY_M / 1000:g} km for pixels that look like sky. Static in time.",
     random_params=_fog_random, random_doc="visibility log-uniform 30-3000 m, airlight 180-245"))
 
 register(TransformSpec(
@@ -577,12 +582,12 @@ register(TransformSpec(
     (PowerParam("rate_mmh", 0.0, 20.0, 0.0, identity=0.0, extreme=SNOW_RATE_1, gamma=2.0, unit="mm/h",
                 doc=f"snowfall as melted water; severity s gives {SNOW_RATE_1:g} s^2"),
      LateParam("accumulation", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0, start=0.5,
-               doc="snow lying on the road's edges: 0 up to severity 0.5, then rising to 1"),
+               doc="snow lying on the road, leaving the tyre tracks: 0 up to severity 0.5, then rising to 1"),
      *_time_params(0.5), *geometry_params()),
     _snow,
     doc="Gunn-Marshall flakes falling about 1 m/s with sway and wind, small and faint far away, "
         "large and defocused near the lens, streaked at speed; a white veil (visibility from the rate); "
-        "snow settling along the road's edges. Flakes drift with t.",
+        "snow settling on the road beside the tyre tracks. Flakes drift with t.",
     is_identity=lambda p: p["rate_mmh"] == 0 and p["accumulation"] == 0,
     random_params=_snow_random,
     random_doc="rate log-uniform 0.1-8 mm/h, accumulation 0-1 above 1 mm/h, wind N(0, 2) m/s, "
