@@ -172,6 +172,8 @@ def test_lens_drops_only_change_pixels_inside_drops():
     changed = np.any(y != x, axis=-1)[0]
     assert 0.03 < changed.mean() < 0.25
     assert np.array_equal(y, t(x, seed=3))
+    more = t.replace(lens_drops=0.2)(x, seed=3)  # the same drops and more: a heavier shower
+    assert np.array_equal(more[0][changed], y[0][changed]) and np.any(more != x, axis=-1).mean() > changed.mean()
 
 
 def test_wet_road_reflects_the_bright_sky_more_far_away():

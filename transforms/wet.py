@@ -127,39 +127,45 @@ def wet_road(batch: np.ndarray, horizon: float, wetness: float, vfov_deg: float,
 
 # --- lens drops ------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=32)
-def drop_maps(key: int, h: int, w: int, coverage: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(map_x, map_y, alpha, shade) for lens drops covering about ``coverage`` of an (h, w) frame.
+#: Lens drops are taken from one layout per (texture key, frame size), covering up to this share.
+MAX_DROP_COVERAGE = 0.5
 
-    ``map_x``/``map_y`` (float32) say where each pixel inside a drop samples the blurred frame,
-    ``alpha`` (float32 in [0, 1]) how much of the drop's view replaces the frame, ``shade`` (float32)
-    the drop's brightness factor (dark rim, highlight). Read-only, cached by (seed key, size, coverage).
+
+@functools.lru_cache(maxsize=64)
+def drop_layout(key: int, h: int, w: int) -> tuple[np.ndarray, ...]:
+    """(map_x, map_y, alpha, shade, label, covered) of the lens drops of an (h, w) frame.
+
+    Drops (ellipses of lognormal size at random places) are added one after the other until they
+    cover ``MAX_DROP_COVERAGE`` of the frame; ``covered[i]`` is the area (px) of the first i + 1.
+    ``label`` (int32) says which drop a pixel shows, -1 for none: earlier drops are drawn on top,
+    so the drops of a smaller coverage (a prefix of the list) look exactly the same when more are
+    added. ``map_x``/``map_y`` (float32) say where each pixel inside a drop samples the blurred
+    frame, ``alpha`` (float32 in [0, 1]) how much of the drop's view replaces the frame, ``shade``
+    (float32) the drop's brightness factor (dark rim, highlight). Read-only, cached.
     """
     rng = np.random.default_rng([int(key), 104729])
     s = math.sqrt(h * w)
-    target = coverage * h * w
-    radii, area = [], 0.0
-    while area < target and len(radii) < 400:
+    target = MAX_DROP_COVERAGE * h * w
+    radii, covered = [], []
+    while (not covered or covered[-1] < target) and len(radii) < 1000:
         r = s * math.exp(rng.normal(math.log(0.035), 0.5))
         radii.append(r)
-        area += math.pi * r * r
+        covered.append((covered[-1] if covered else 0.0) + math.pi * r * r)
     m = len(radii)
     cx = rng.uniform(0, w, m)
     cy = rng.uniform(0, h, m)
     ratio = rng.uniform(0.75, 1.25, m)
+    r_arr = np.array(radii)
+    ax_all, ay_all = np.maximum(0.5, r_arr * ratio), np.maximum(0.5, r_arr / ratio)
     label = np.zeros((h, w), np.int32)
-    order = np.argsort(radii)[::-1]  # small drops drawn last, on top
-    for i in order:
-        ax = max(0.5, radii[i] * ratio[i])
-        ay = max(0.5, radii[i] / ratio[i])
+    for i in range(m - 1, -1, -1):  # the first drops last: on top
         cv2.ellipse(label, (int(round(cx[i] * 16)), int(round(cy[i] * 16))),
-                    (int(round(ax * 16)), int(round(ay * 16))), 0.0, 0.0, 360.0, int(i + 1), -1, cv2.LINE_8, 4)
+                    (int(round(ax_all[i] * 16)), int(round(ay_all[i] * 16))), 0.0, 0.0, 360.0, int(i + 1), -1,
+                    cv2.LINE_8, 4)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     inside = label > 0
     idx = label[inside] - 1
-    r_arr = np.array(radii)
-    ax = np.maximum(0.5, r_arr * ratio)[idx]
-    ay = np.maximum(0.5, r_arr / ratio)[idx]
+    ax, ay = ax_all[idx], ay_all[idx]
     dx = (xx[inside] - cx[idx]) / ax
     dy = (yy[inside] - cy[idx]) / ay
     rho = np.minimum(np.hypot(dx, dy), 1.0)
@@ -176,29 +182,32 @@ def drop_maps(key: int, h: int, w: int, coverage: float) -> tuple[np.ndarray, np
     rim = np.clip((rho - 0.65) / 0.35, 0.0, 1.0)
     hl = np.exp(-((dx + 0.35) ** 2 + (dy + 0.4) ** 2) / 0.02)
     shade[inside] = 1.05 - 0.45 * rim + 0.5 * hl
-    maps = (np.clip(map_x, 0, w - 1).astype(np.float32), np.clip(map_y, 0, h - 1).astype(np.float32),
-            alpha.astype(np.float32), shade.astype(np.float32))
-    for a in maps:
+    out = (np.clip(map_x, 0, w - 1).astype(np.float32), np.clip(map_y, 0, h - 1).astype(np.float32),
+           alpha.astype(np.float32), shade.astype(np.float32), label - 1, np.array(covered))
+    for a in out:
         a.setflags(write=False)
-    return maps
+    return out
 
 
 def lens_drops(batch: np.ndarray, coverage: float, key: int) -> np.ndarray:
-    """The batch seen through drops on the lens covering about ``coverage`` of the frame."""
+    """The batch seen through drops on the lens covering about ``coverage`` of the frame (the first
+    drops of the frame's layout whose areas add up to it)."""
     n, h, w, _ = batch.shape
-    map_x, map_y, alpha, shade = drop_maps(int(key), h, w, float(coverage))
+    map_x, map_y, alpha, shade, label, covered = drop_layout(int(key), h, w)
+    k = int(np.searchsorted(covered, coverage * h * w)) + 1  # drops 0 .. k-1
+    alpha = np.where(label < k, alpha, np.float32(0))
     rows = np.flatnonzero(alpha.any(axis=1))
     out = batch.copy()
     if not len(rows):
         return out
     r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    k = max(1, int(round(math.sqrt(h * w) / 60))) * 2 + 1
+    b = max(1, int(round(math.sqrt(h * w) / 60))) * 2 + 1
     mx, my = map_x[r0:r1], map_y[r0:r1]
     a = np.ascontiguousarray(alpha[r0:r1])
     keep = np.ascontiguousarray(1.0 - a)
     sh = cv2.merge([shade[r0:r1]] * 3)
     for i in range(n):  # four OpenCV calls per image (tens of microseconds at 66x200)
-        view = cv2.remap(cv2.blur(batch[i], (k, k)), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        view = cv2.remap(cv2.blur(batch[i], (b, b)), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         view = cv2.multiply(view, sh, dtype=cv2.CV_8U)
         out[i, r0:r1] = cv2.blendLinear(batch[i, r0:r1], view, keep, a)
     return out
