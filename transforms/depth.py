@@ -14,7 +14,7 @@ Row ``y`` (pixel centre y + 0.5) looks ``a(y) = atan((y + 0.5 - H/2) / f) - atan
 below the horizon (y_h = horizon * H; the camera's pitch is what puts the horizon off the centre row).
 A ray that looks down by ``a > 0`` meets the road at the range ``camera_height_m / sin(a)`` metres.
 Rows at or above the horizon, and the road beyond ``far_m``, are on the far plane at ``far_m``; the
-sky (see ``sky_mask``) is farther still, at ``SKY_M``. This is the whole scene model: cars, trees
+sky (see ``sky_levels``) is farther still, at ``SKY_M``. This is the whole scene model: cars, trees
 and walls are not modelled, so a car 10 m ahead gets the depth of the road behind it (farther), and a
 tree beside the road gets the far plane.
 
