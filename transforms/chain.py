@@ -141,6 +141,11 @@ class Chain:
         return tuple(t.kind for t in self.transforms)
 
     @property
+    def family(self) -> str:
+        """The kinds the chain mixes, sorted and joined ("geometric+weather"): what groups its findings."""
+        return "+".join(sorted(set(self.kinds))) or "identity"
+
+    @property
     def severity(self) -> float:
         return max((t.severity for t in self.transforms), default=0.0)
 

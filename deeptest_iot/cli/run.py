@@ -43,9 +43,22 @@ def run(config_file, junit, quiet, **options):
         from deeptest_iot.results.junit import write_junit
 
         write_junit(result.out_dir, junit, max_error_rate=opts.max_error_rate)
-    click.echo(f"{s['inputs_tried']} inputs, {s['findings']} findings (error rate {s['error_rate']:.3f}) "
-               f"in {s['duration_s']:.1f}s -> {result.out_dir}")
+    distinct = s.get("distinct_failures") or {"groups": 0, "top": []}
+    click.echo(f"{distinct['groups']} distinct failures (seed x transform family) in {s['findings']} findings from "
+               f"{s['inputs_tried']} inputs, error rate {s['error_rate']:.1%}, in {s['duration_s']:.1f}s -> "
+               f"{result.out_dir}")
+    failing = (s.get("campaign") or {}).get("seed_failures")
+    if failing and failing["count"]:
+        how = {"skip": "not searched", "test": "counted apart"}.get(failing["policy"], "counted as the others")
+        click.echo(f"  the model is already wrong on {failing['count']} of {failing['seeds']} seeds ({how})")
+    for warning in s.get("warnings") or []:
+        click.echo(f"  WARNING: {warning}")
     click.echo(f"  {stop_line(s)}")
+    if distinct["top"]:
+        click.echo("  worst distinct failures:")
+    for row in distinct["top"][:5]:
+        click.echo(f"    {row['finding']}  seed {row['seed_id']}  {row['family']}: violation {row['violation']:.4g}"
+                   f" ({row['findings']} finding{'s' if row['findings'] != 1 else ''})")
     from deeptest_iot.results.reader import open_run, per_transform_rows
 
     # Per single transform (an input made by a chain counts for each of its links), worst first.

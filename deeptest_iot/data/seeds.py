@@ -79,6 +79,15 @@ class SeedSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, indices) -> "SeedSet":
+        """The seeds at ``indices``, in that order, with what is known about them."""
+        idx = np.asarray(indices, np.int64)
+        pick = (lambda xs: None if xs is None else [xs[int(i)] for i in idx])  # noqa: E731
+        return SeedSet(ids=[self.ids[int(i)] for i in idx], images=self.images[idx],
+                       labels=None if self.labels is None else self.labels[idx], boxes=pick(self.boxes),
+                       box_classes=pick(self.box_classes), task=self.task, class_names=self.class_names,
+                       notes=list(self.notes))
+
     def class_indices(self, names) -> np.ndarray:
         """Class labels as indices into ``names`` (a model card's classes)."""
         return _to_indices(self.labels, names, "class labels")

@@ -156,7 +156,7 @@ class Campaign:
         for note in getattr(self.seeds, "notes", []):
             echo(f"seeds: {note}\n")
         task = self.mut.task
-        self.labels = task.seed_labels(self.seeds)
+        self.labels = task.seed_labels(self.seeds, self.mut.card)
         with_cov = bool(opts.coverage)
         if with_cov and not self.mut.supports_coverage:
             make_tracker(self.mut, opts.coverage, None, dict)  # raises the "needs a Keras model" error
@@ -167,6 +167,13 @@ class Campaign:
             raise OutputError(f"{exc} (on the seeds themselves: {named})" if named else str(exc)) from None
         self.oracle = task.oracle_for(self.mut.card, self.ref.outputs, self.labels,
                                       **opts.relation_options(task.name))
+        self.notes = list(getattr(self.mut, "notes", []))
+        self.warnings = [f"the model under test: {p}" for p in task.health(self.ref.outputs, self.labels)]
+        for note in self.notes:
+            echo(f"note: {note}\n")
+        for warning in self.warnings:
+            echo(f"WARNING: {warning}\n")
+        self.failing, self.seed_failures = self._seed_failures(task)
         self.transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
         self.strategy = make_strategy(opts.strategy, len(self.seeds.images), self.transform_names, opts.seed,
                                       max_links=opts.max_links)
@@ -195,9 +202,40 @@ class Campaign:
                               "transforms": self.transform_names, "seeds_used": seeds_description(opts, self.seeds),
                               "seeds_notes": list(getattr(self.seeds, "notes", [])),
                               "frame_size": list(self.seeds.images.shape[1:3]),  # the working size in force
-                              "profile_source": self.profile_source, "relation": self.oracle.config()}
+                              "profile_source": self.profile_source, "relation": self.oracle.config(),
+                              "seed_failures": self.seed_failures}
         self.start = time.perf_counter()
         self.stopped_by = None  # budget | time | plan | rejections, once the loop ends
+
+    def _seed_failures(self, task):
+        """Which seeds the model already gets wrong by their labels: skipped (the search sees only the
+        others) or, with --failing-seeds test, kept and counted apart. Returns (mask or None, summary)."""
+        failing = task.seed_failures(self.oracle, self.ref.outputs, self.labels, self.seeds.images.shape[1:3])
+        if failing is None:
+            return None, None
+        failing = np.asarray(failing, bool)
+        n, k = len(failing), int(failing.sum())
+        info = {"count": k, "seeds": n, "policy": self.opts.failing_seeds,
+                "ids": [self.seeds.ids[int(i)] for i in np.flatnonzero(failing)[:20]]}
+        if not k or self.opts.failing_seeds == "count":
+            if k:
+                self.echo(f"seeds: the model is already wrong on {k} of {n} seeds by their labels; they are "
+                          "tested and counted as the others (--failing-seeds count)\n")
+            return None, info
+        if k == n:
+            raise ConfigError(f"the model is already wrong on all {n} seeds by their labels: nothing is left to "
+                              "test (check the labels' units and sign, and the model card)")
+        how = ("they are not searched (--failing-seeds test searches them too, counted apart)"
+               if self.opts.failing_seeds == "skip" else "their findings are counted apart from the error rates")
+        self.echo(f"seeds: the model is already wrong on {k} of {n} seeds by their labels; {how}\n")
+        if self.opts.failing_seeds == "test":
+            return failing, info
+        keep = np.flatnonzero(~failing)
+        self.seeds = self.seeds.subset(keep)
+        self.labels = None if self.labels is None else self.labels[keep]
+        self.ref = type(self.ref)(outputs=self.mut.task.select(self.ref.outputs, keep), activations=self.ref.activations,
+                                  raw=[])
+        return None, info
 
     def _restore(self, checkpoint: dict) -> None:
         from deeptest_iot.coverage import CoverageTracker
@@ -306,7 +344,8 @@ class Campaign:
         idx = np.array([c.seed_index for c in cases])
         seeds = SeedBatch(ids=[self.seeds.ids[i] for i in idx], indices=idx, images=self.seeds.images[idx],
                           reference=self.mut.task.select(self.ref.outputs, idx),
-                          labels=None if self.labels is None else self.labels[idx])
+                          labels=None if self.labels is None else self.labels[idx],
+                          failing=None if self.failing is None else self.failing[idx])
         result = self.check(images, [c.chain for c in cases], seeds, oracle=self.oracle,
                             case_ids=[c.case_id for c in cases],
                             original_keys=[f"seed-{i:05d}" for i in idx], durable=False)
@@ -338,7 +377,8 @@ class Campaign:
         if self.strategy.plan_size is not None:  # a finite plan (a sweep): how much of it ran
             extra["plan"] = {"inputs": self.strategy.plan_size, "done": self.strategy.plan_done}
         return build_summary(model=self.model_info, campaign=self.campaign_info, status=status, stats=self.stats,
-                             tracker=self.tracker, duration_s=self.elapsed(), seeds=len(self.seeds.images), **extra)
+                             tracker=self.tracker, duration_s=self.elapsed(), seeds=len(self.seeds.images),
+                             notes=self.notes, warnings=self.warnings, **extra)
 
     def _finish(self, progress: Progress) -> CampaignResult:
         final = self.summary("complete")
@@ -346,7 +386,8 @@ class Campaign:
             self.tracker.save(self.out / "coverage.npz")
         write_summary(self.out, final)
         progress.update(self.stats.tried, self._coverage(), self.stats.found, final=True)
-        exit_code = 1 if final["error_rate"] > self.opts.max_error_rate else 0
+        # A model unfit to be judged (constant outputs, worse than a constant) fails, whatever it found.
+        exit_code = 1 if final["error_rate"] > self.opts.max_error_rate or self.warnings else 0
         return CampaignResult(final, exit_code, self.out)
 
 

@@ -29,6 +29,7 @@ class SeedBatch:
     images: np.ndarray
     reference: Any = None  # the model's outputs on the seeds; None: run them with the batch
     labels: Any = None
+    failing: Any = None  # (N,) bool: the model already breaks the relation on this seed itself
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,23 +86,25 @@ class BatchCheck:
         if not hasattr(oracle, "check"):
             oracle = oracle(reference)
         verdicts = oracle.check(reference, outputs, list(chains), labels=seeds.labels, frame_size=images.shape[1:3])
-        self.stats.add([c.name for c in chains], [c.severity for c in chains], verdicts.failed, verdicts.violation)
-        if self.tracker is not None:
-            self.stats.record_growth(self.tracker.coverage())
         self.batches += 1
 
         records, pairs = [], []
         for i in verdicts.failures:
             chain = chains[i]
+            flag = {"seed_failed": True} if seeds.failing is not None and seeds.failing[i] else {}
             records.append(finding_record(
                 verdicts, i, case=case_ids[i], seed_id=seeds.ids[i], seed_index=int(seeds.indices[i]),
                 transform=chain.name, chain=chain.to_json(), severity=chain.severity, coverage_gain=gains[i],
-                **(extra or {})))
+                **flag, **(extra or {})))
             pairs.append((seeds.images[i], images[i]))
         first = self.writer.count
         keys = None if original_keys is None else [original_keys[i] for i in verdicts.failures]
         self.writer.append(records, pairs, durable=durable, original_keys=keys)
         ids = [f"f{first + k:06d}" for k in range(len(records))]
+        self.stats.add([c.name for c in chains], [c.severity for c in chains], verdicts.failed, verdicts.violation,
+                       apart=seeds.failing, seed_ids=seeds.ids, families=[c.family for c in chains], finding_ids=ids)
+        if self.tracker is not None:
+            self.stats.record_growth(self.tracker.coverage())
         return CheckResult(reference, outputs, gains, verdicts, oracle, ids)
 
     def _named(self, exc: OutputError, chains: Sequence, seeds: SeedBatch) -> OutputError:

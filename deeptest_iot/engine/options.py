@@ -174,6 +174,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("n_seeds", "int", 50, "How many scenes to generate when no --seeds are given.", minimum=1,
            plugin="n-seeds", plugin_default=32,
            plugin_help="number of generated scenes when no seed folder is given"),
+    Option("failing_seeds", "str", "skip", "Seeds the model already gets wrong by their labels: skip them, "
+           "test them too with their findings counted apart from the transforms' error rates, or count them as "
+           "any other seed (validate does: a candidate wrong on clean frames has regressed).",
+           choices=("skip", "test", "count")),
     # -- the search --------------------------------------------------------------------------
     Option("strategy", "str", "deeptest", "Search strategy.", choices=("deeptest", "deephunter", "sweep", "random")),
     Option("transforms", "list", None, "Transforms to use, comma-separated (see `deeptest-iot transforms list`).",

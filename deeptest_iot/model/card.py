@@ -36,6 +36,7 @@ class ModelCard:
     score_threshold: float = 0.5  # detection
     name: str = ""
     source: str = "defaults"  # where the card came from, for `inspect`
+    given: tuple[str, ...] = ()  # the keys the card's file or options set (the rest are defaults)
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -80,6 +81,7 @@ class ModelCard:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model card ({source}): {exc}") from None
         values["source"] = source
+        values["given"] = tuple(sorted(k for k in values if k not in ("source", "given")))
         return cls(**values)
 
     @classmethod
@@ -94,6 +96,7 @@ class ModelCard:
         out["input_size"] = list(self.input_size) if self.input_size else None
         out["crop"] = list(self.crop)
         out["classes"] = list(self.classes)
+        out.pop("given")
         return out
 
 
@@ -115,8 +118,7 @@ def resolve_card(model_path: str | Path | None, card: "ModelCard | dict | str | 
     if model_path is not None and card_path_for(model_path).is_file():
         base = ModelCard.from_toml(card_path_for(model_path))
     if card:
-        merged = base.to_dict()
-        merged.pop("source")
+        merged = {k: v for k, v in base.to_dict().items() if k in base.given}
         merged.update({k: v for k, v in card.items() if v is not None})
         source = f"{base.source} + options" if base.source != "defaults" else "options"
         return ModelCard.from_dict(merged, source=source)

@@ -299,6 +299,8 @@ class KerasModelUnderTest(ModelUnderTest):
         self.model = model
         super().__init__(card, shape[1:], model.name, _keras_fingerprint(model), path, batch_size)
         self.card = _infer_task(self.card, model)
+        self.card, note = _match_input_normalisation(self.card, model)
+        self.notes = [note] if note else []
         try:
             self._tapped, self._taps, self._n_outputs = build_tapped_model(model, include, exclude)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
@@ -350,6 +352,41 @@ def _ensure_built(model, card: ModelCard):
     channels = 1 if card.color == "gray" else 3
     model.build((None, *card.input_size, channels))
     return model
+
+
+def _input_normalisation(model):
+    """The Rescaling or Normalization layer a model applies to its input first (inside nested
+    models too), or None."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers:
+        return None
+    first = layers[0]
+    if isinstance(first, (keras.layers.Rescaling, keras.layers.Normalization)):
+        return first
+    if isinstance(first, keras.Model):
+        return _input_normalisation(first)
+    return None
+
+
+def _match_input_normalisation(card: ModelCard, model) -> tuple[ModelCard, str | None]:
+    """A model that normalises its input itself must get raw 0..255 pixels: the card's default scale
+    (1/255) would shrink them twice and blind the model. Change the default, saying so; warn when a
+    card asks for both."""
+    layer = _input_normalisation(model)
+    if layer is None:
+        return card, None
+    what = f"{type(layer).__name__} layer {layer.name!r}"
+    if "scale" not in card.given and "offset" not in card.given:
+        return card.replace(scale=1.0, offset=0.0), (
+            f"model {model.name!r} normalises its input itself ({what}): it is fed raw 0..255 pixels (card "
+            "scale 1, offset 0); set scale in its model card to change that")
+    if card.scale != 1.0 or card.offset != 0.0:
+        return card, (f"model {model.name!r} normalises its input itself ({what}) and its card scales pixels too "
+                      f"(x * {card.scale:g} + {card.offset:g}): the model sees them normalised twice unless that is "
+                      "intended")
+    return card, None
 
 
 def _infer_task(card: ModelCard, model) -> ModelCard:

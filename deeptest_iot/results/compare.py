@@ -40,8 +40,15 @@ EPS = 1e-12
 # lambda * MSE_orig bound is relative to each model's own error, as in DeepTest). They may differ.
 # `validate` judges a candidate by the baseline's MSE_orig (campaign.mse_orig) so that a model worse on
 # clean frames cannot loosen its own bound; that option is recorded on the candidate's side only.
+# Which seeds a model already gets wrong, and how the campaign treated them (validate counts them all
+# on the candidate's side: they are where it regressed), belong to the model too.
 MODEL_SPECIFIC = frozenset({"campaign.model", "campaign.card", "campaign.trust_model", "campaign.profile",
-                            "campaign.profile_source", "campaign.relation.mse_orig", "campaign.mse_orig"})
+                            "campaign.profile_source", "campaign.relation.mse_orig", "campaign.mse_orig",
+                            "campaign.failing_seeds", "campaign.seed_failures"})
+
+
+def _model_specific(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in MODEL_SPECIFIC)
 
 
 class IncomparableRunsError(ConfigError):
@@ -182,7 +189,7 @@ def differences(baseline: dict, candidate: dict) -> list[str]:
             diffs.append(f"{what}: {json.dumps(b)} vs {json.dumps(c)}")
     b_opts = _flatten("campaign", baseline.get("campaign") or {})
     c_opts = _flatten("campaign", candidate.get("campaign") or {})
-    for key in sorted((set(b_opts) | set(c_opts)) - MODEL_SPECIFIC):
+    for key in sorted(k for k in set(b_opts) | set(c_opts) if not _model_specific(k)):
         b, c = b_opts.get(key, "(absent)"), c_opts.get(key, "(absent)")
         if b != c:
             diffs.append(f"{key}: {json.dumps(b)} vs {json.dumps(c)}")
@@ -239,6 +246,11 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
     result = Comparison(str(baseline_dir), str(candidate_dir), thresholds)
     result.rows.append(_row("error rate", "overall", _opt(baseline.get("error_rate")), _opt(candidate.get("error_rate")),
                             t.max_error_rate_increase, True))
+    # Seeds the model gets wrong on clean frames, by their labels: a candidate worse there has regressed
+    # even if it skips them (and so breaks fewer relations on transformed frames).
+    b_sf, c_sf = _seed_failure_share(baseline), _seed_failure_share(candidate)
+    if b_sf is not None or c_sf is not None:
+        result.rows.append(_row("seeds already wrong", "overall", b_sf, c_sf, t.max_error_rate_increase, True))
     # Per single transform (over the chains containing it): chains differ between runs, transforms do not.
     b_pt = transform_table(baseline.get("per_transform") or {}, [])
     c_pt = transform_table(candidate.get("per_transform") or {}, [])
@@ -265,6 +277,13 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
         result.notes.append(f"the models count different neurons ({b_n} vs {c_n}): coverage percentages "
                             "are over different neuron sets")
     return result
+
+
+def _seed_failure_share(summary: dict) -> float | None:
+    info = (summary.get("campaign") or {}).get("seed_failures")
+    if not isinstance(info, dict) or not info.get("seeds"):
+        return None
+    return float(info["count"]) / float(info["seeds"])
 
 
 def _opt(value) -> float | None:

@@ -119,6 +119,33 @@ def read_findings(path: str | Path) -> list[dict]:
     return findings
 
 
+def chain_family(chain: list) -> str:
+    """A recorded chain's family: the kinds of its links, sorted and joined (as ``Chain.family``);
+    a link this version does not know counts as "unknown"."""
+    from deeptest_iot.transforms import REGISTRY
+
+    kinds = {REGISTRY[link["name"]].kind if isinstance(link, dict) and link.get("name") in REGISTRY else "unknown"
+             for link in chain or []}
+    return "+".join(sorted(kinds)) or "identity"
+
+
+def distinct_failures(findings: list[dict]) -> list[dict]:
+    """Findings grouped by (seed, transform family), worst group first: each group's representative
+    is its worst finding (realistic ones before those a realism gate flagged, when recorded)."""
+    groups: dict[tuple, list] = {}
+    for f in findings:
+        groups.setdefault((str(f.get("seed_id")), chain_family(f.get("chain"))), []).append(f)
+
+    def rank(f):
+        return (f.get("realistic") is False, -float(f["violation"]), str(f["id"]))
+
+    out = []
+    for (seed_id, family), members in groups.items():
+        best = min(members, key=rank)
+        out.append({"seed_id": seed_id, "family": family, "finding": best, "count": len(members)})
+    return sorted(out, key=lambda g: rank(g["finding"]))
+
+
 def severity_bucket(severity: float) -> str:
     """The per_severity bucket a severity in [0, 1] falls in (1.0 goes in the last one)."""
     index = min(int(float(severity) * 5 + 1e-9), 4)

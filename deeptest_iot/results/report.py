@@ -25,7 +25,8 @@ import numpy as np
 from deeptest_iot import __version__
 from deeptest_iot.fileio import atomic_write_text
 from deeptest_iot.errors import InputError
-from deeptest_iot.results.reader import SEVERITY_BUCKETS, RunFolder, open_run, per_transform_rows, robustness, severity_bucket
+from deeptest_iot.results.reader import (SEVERITY_BUCKETS, RunFolder, distinct_failures, open_run, per_transform_rows,
+                                         robustness, severity_bucket)
 
 WORST_DEFAULT = 12
 DISPLAY_WIDTH = 360  # pixels of each embedded image; small frames are scaled up before drawing
@@ -327,7 +328,9 @@ def _rounded(value: Any) -> Any:
 def section_worst(run: RunFolder, worst: int) -> str:
     from deeptest_iot.tasks import TASKS, Task
 
-    findings = sorted(run.findings, key=lambda f: (-f["violation"], str(f["id"])))[:max(worst, 0)]
+    groups = distinct_failures(run.findings)
+    findings = [g["finding"] for g in groups][:max(worst, 0)]
+    counts = {g["finding"]["id"]: g["count"] for g in groups}
     model = run.summary.get("model") or {}
     card = model.get("card") or {}
     units = model.get("units", card.get("units", "radians"))
@@ -349,16 +352,18 @@ def section_worst(run: RunFolder, worst: int) -> str:
         label = "" if f.get("label") is None else f" &middot; label {e(task.show(f.get('label')))}"
         figures.append(
             f'<figure class="pair"><div class="imgs">{pics}</div><figcaption><b>{e(f["id"])}</b> '
-            f'&middot; {e(f["transform"])} &middot; seed {e(f.get("seed_id", "?"))} &middot; severity '
+            f'&middot; {e(f["transform"])} &middot; seed {e(f.get("seed_id", "?"))} '
+            f'({counts[f["id"]]} finding{"s" if counts[f["id"]] != 1 else ""} of this seed and family) &middot; severity '
             f'{fmt(f.get("severity"), 2)}<br>before {e(task.show(f.get("before")))} &rarr; after '
             f'{e(task.show(f.get("after")))}{label} &middot; violation <b>{fmt(f["violation"], 4)}</b> '
             f'(threshold {fmt(f.get("threshold"), 4)})<br><span class="muted">{e(chain)}</span></figcaption></figure>')
     legend = task.legend(gain)
     body = (f'<div class="pairs">{"".join(figures)}</div>' if figures
             else '<p class="muted">No findings: the relation held on every input.</p>')
-    return (f'<section id="worst"><h2>Worst findings</h2><p class="legend">{legend}</p>'
-            f'<p class="note">The {len(findings)} findings with the largest violation, original on the left, '
-            f'transformed on the right.</p>{body}</section>')
+    return (f'<section id="worst"><h2>Worst distinct failures</h2><p class="legend">{legend}</p>'
+            f'<p class="note">{len(groups)} distinct failures (a seed and a transform family) in '
+            f'{len(run.findings)} findings. The worst finding of each of the {len(findings)} worst, original on the '
+            f'left, transformed on the right.</p>{body}</section>')
 
 
 CSS = """
@@ -396,7 +401,7 @@ def render_report(out_dir: str | Path, worst: int = WORST_DEFAULT) -> str:
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
         ("settings", "Settings"), ("transforms", "Per transform"), ("severity", "Per severity"),
-        ("coverage", "Coverage"), ("worst", "Worst findings")))
+        ("coverage", "Coverage"), ("worst", "Worst distinct failures")))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -131,7 +131,15 @@ def finding_record(verdicts, i: int, *, case: int, seed_id, seed_index: int, tra
 
 
 class CampaignStats:
-    """Running per-transform and per-severity counts: what summary.json reports, never the findings."""
+    """Running per-transform and per-severity counts, and the distinct failures: what summary.json
+    reports, never the findings themselves.
+
+    Inputs made from seeds the model already gets wrong (``apart``) are counted on their own and
+    left out of every error rate. A distinct failure is a (seed, transform family) pair that broke
+    the relation; its representative is its worst finding.
+    """
+
+    TOP = 10  # distinct failures summary.json lists
 
     def __init__(self, state: dict | None = None):
         state = state or {}
@@ -141,10 +149,23 @@ class CampaignStats:
         self.per_transform: dict[str, dict] = state.get("per_transform", {})
         self.per_severity: dict[str, dict] = state.get("per_severity") or {
             b: {"tried": 0, "findings": 0} for b in SEVERITY_BUCKETS}
+        self.apart: dict[str, int] = state.get("apart") or {"tried": 0, "findings": 0}
+        self.distinct: dict[str, list] = state.get("distinct", {})  # "seed|family" -> [violation, finding id, count]
         self.growth: list[dict] = state.get("growth", [])
 
-    def add(self, names: list[str], severities: list[float], failed: np.ndarray, violation: np.ndarray) -> None:
-        for name, sev, bad, v in zip(names, severities, failed.tolist(), violation.tolist()):
+    def add(self, names: list[str], severities: list[float], failed: np.ndarray, violation: np.ndarray,
+            apart=None, seed_ids=None, families=None, finding_ids=None) -> None:
+        """Count a checked batch. ``apart`` (N,) marks inputs of seeds already failing; ``seed_ids``,
+        ``families`` and ``finding_ids`` (the id of each failing input's finding, in batch order) feed
+        the distinct failures."""
+        apart = np.zeros(len(names), bool) if apart is None else np.asarray(apart, bool)
+        ids = iter(finding_ids or ())
+        for i, (name, sev, bad, v) in enumerate(zip(names, severities, failed.tolist(), violation.tolist())):
+            fid = next(ids) if bad and finding_ids is not None else None
+            if apart[i]:
+                self.apart["tried"] += 1
+                self.apart["findings"] += int(bad)
+                continue
             row = self.per_transform.setdefault(
                 name, {"tried": 0, "findings": 0, "violation_sum": 0.0, "max_violation": 0.0})
             row["tried"] += 1
@@ -155,6 +176,11 @@ class CampaignStats:
                 row["violation_sum"] += float(v)
                 row["max_violation"] = max(row["max_violation"], float(v))
                 bucket["findings"] += 1
+                if seed_ids is not None and families is not None:
+                    group = self.distinct.setdefault(f"{seed_ids[i]}|{families[i]}", [float(v), fid, 0])
+                    group[2] += 1
+                    if float(v) > group[0]:
+                        group[0], group[1] = float(v), fid
         self.tried += len(names)
         self.found += int(np.count_nonzero(failed))
 
@@ -165,10 +191,19 @@ class CampaignStats:
 
     def state(self) -> dict:
         return {"tried": self.tried, "rejected": self.rejected, "found": self.found,
-                "per_transform": self.per_transform, "per_severity": self.per_severity, "growth": self.growth}
+                "per_transform": self.per_transform, "per_severity": self.per_severity, "apart": self.apart,
+                "distinct": self.distinct, "growth": self.growth}
+
+    def distinct_failures(self) -> dict:
+        """How many (seed, family) pairs broke the relation, and the worst TOP of them."""
+        ranked = sorted(self.distinct.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        top = [{"seed_id": key.rsplit("|", 1)[0], "family": key.rsplit("|", 1)[1], "violation": v,
+                "finding": fid, "findings": n} for key, (v, fid, n) in ranked[:self.TOP]]
+        return {"groups": len(self.distinct), "top": top}
 
     def tables(self) -> dict:
-        """per_transform, per_severity and error_rate as summary.json has them."""
+        """per_transform, per_severity, error_rate, failing-seed counts and distinct failures, as
+        summary.json has them (error rates leave out inputs of seeds already failing)."""
         per_transform = {}
         for name in sorted(self.per_transform):
             row = self.per_transform[name]
@@ -179,8 +214,10 @@ class CampaignStats:
                 "max_violation": row["max_violation"]}
         per_severity = {b: {**v, "error_rate": v["findings"] / v["tried"] if v["tried"] else 0.0}
                         for b, v in self.per_severity.items()}
+        judged = self.tried - self.apart["tried"]
         return {"per_transform": per_transform, "per_severity": per_severity,
-                "error_rate": self.found / self.tried if self.tried else 0.0}
+                "error_rate": (self.found - self.apart["findings"]) / judged if judged else 0.0,
+                "failing_seed_inputs": dict(self.apart), "distinct_failures": self.distinct_failures()}
 
 
 def write_summary(out_dir: Path, summary: dict, durable: bool = True) -> None:

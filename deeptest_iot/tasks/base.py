@@ -155,10 +155,20 @@ class Task:
         and labels (what the campaign and the pytest helper both use)."""
         return self.make_oracle(**options)
 
-    def seed_labels(self, seeds) -> Any:
-        """The seeds' labels in the form the relation takes, or None when it judges against the
-        model's own output on the seed."""
+    def seed_labels(self, seeds, card=None) -> Any:
+        """The seeds' labels in the form the relation takes (for ``card``'s model), or None when it
+        judges against the model's own output on the seed or the labels do not fit the model."""
         return None
+
+    def seed_failures(self, oracle, reference, labels, frame_hw) -> np.ndarray | None:
+        """(N,) bool: the seeds the model already gets wrong by their labels (their findings would
+        not be the transforms' doing), or None when that cannot be told (no labels)."""
+        return None
+
+    def health(self, reference, labels) -> list[str]:
+        """What is wrong with the model's answers on the seeds themselves that would make a campaign
+        pass for the wrong reason (constant outputs, worse than a constant): one sentence each."""
+        return []
 
     def rule(self, config: dict | None, labelled: bool) -> str:
         """The relation in one line, for failure messages."""

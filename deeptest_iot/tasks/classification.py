@@ -133,12 +133,34 @@ class ClassificationTask(Task):
         options.setdefault("classes", list(card.classes) or None)
         return self.make_oracle(**options)
 
-    def seed_labels(self, seeds):
-        """Class indices when the seeds have class labels (recorded in findings, not judged)."""
+    def seed_labels(self, seeds, card=None):
+        """Class indices into the card's classes when the seeds have class labels of the same classes
+        (recorded in findings and used to tell seeds the model already gets wrong; never judged).
+        Labels of other classes (generated sign crops for a model of other classes) are not used."""
         labels = getattr(seeds, "labels", None)
         if labels is None or getattr(seeds, "task", None) != "classification":
             return None
-        return np.asarray(labels).reshape(-1) if np.asarray(labels).dtype != object else None
+        classes = tuple(card.classes) if card is not None else ()
+        names = tuple(getattr(seeds, "class_names", ()) or ())
+        if np.asarray(labels).dtype == object:  # names: mapped to the card's classes
+            return seeds.class_indices(classes) if classes else None
+        if names and classes and names != classes:
+            return None
+        return np.asarray(labels).reshape(-1)
+
+    def seed_failures(self, oracle, reference, labels, frame_hw):
+        """Seeds whose top-1 class is not their label."""
+        if labels is None:
+            return None
+        return np.asarray(reference).argmax(axis=1) != np.asarray(labels).reshape(-1)
+
+    def health(self, reference, labels):
+        probs = np.asarray(reference, np.float64)
+        if len(probs) > 4 and probs.shape[1] > 1 and len(set(probs.argmax(axis=1).tolist())) == 1 \
+                and float(probs.std(axis=0).max()) < 1e-3:
+            return [f"it gives every one of the {len(probs)} seeds the same class with the same confidence: a "
+                    "model that ignores its input breaks no relation; check the model and its card"]
+        return []
 
     def rule(self, config, labelled):
         drop = (config or {}).get("max_confidence_drop")

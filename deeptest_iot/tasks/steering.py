@@ -173,7 +173,7 @@ class SteeringTask(Task):
             options.update(seed_predictions=reference, seed_labels=labels)
         return self.make_oracle(**options)
 
-    def seed_labels(self, seeds):
+    def seed_labels(self, seeds, card=None):
         labels = getattr(seeds, "labels", None)
         if labels is None or getattr(seeds, "task", None) not in (None, "steering"):
             return None
@@ -181,6 +181,31 @@ class SteeringTask(Task):
         if labels.shape[0] != len(seeds.images):
             raise InputError(f"{labels.shape[0]} labels for {len(seeds.images)} seed images")
         return labels
+
+    def seed_failures(self, oracle, reference, labels, frame_hw):
+        """Seeds whose own prediction breaks the labelled rule: (label - pred)^2 > lambda * MSE_orig."""
+        if labels is None or not np.isfinite(np.asarray(labels, np.float64)).any() or oracle.mse_orig is None:
+            return None
+        return oracle.check(reference, reference, None, labels=labels).failed
+
+    def health(self, reference, labels):
+        pred = np.asarray(reference, np.float64).reshape(-1)
+        problems = []
+        labs = None if labels is None else np.asarray(labels, np.float64).reshape(-1)
+        have = None if labs is None else np.isfinite(labs)
+        label_std = float(np.std(labs[have])) if have is not None and have.sum() > 1 else 0.0
+        scale = max(label_std, abs(float(np.mean(pred))) if len(pred) else 0.0, 1e-3)
+        if len(pred) > 1 and float(np.std(pred)) < 1e-3 * scale:
+            problems.append(f"its steering is constant on the seeds ({float(np.mean(pred)):+.4g} on all "
+                            f"{len(pred)}, spread {float(np.std(pred)):.2g}): a model that ignores its input "
+                            "breaks no relation that compares it with itself; check the model and its card")
+        if label_std > 0 and have.sum() > 1:
+            mse = float(np.mean((labs[have] - pred[have]) ** 2))
+            if mse >= label_std ** 2:
+                problems.append(f"its MSE on the labelled seeds ({mse:.3g}) is at least their label variance "
+                                f"({label_std ** 2:.3g}): it predicts no better than a constant, so the labelled "
+                                "relation's bound lambda * MSE_orig is too loose to fail")
+        return problems
 
     def rule(self, config, labelled):
         if labelled:

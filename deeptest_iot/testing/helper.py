@@ -111,7 +111,7 @@ class Metamorphic:
         if hasattr(images, "images") and hasattr(images, "ids"):
             ids = list(images.ids)
             if labels is None:
-                labels = mut.task.seed_labels(images)
+                labels = mut.task.seed_labels(images, mut.card)
             images = images.images
         frames = check_frames(images)
         if ids is None:
