@@ -213,17 +213,12 @@ def test_without_recorded_budgets_different_sizes_are_incomparable(tmp_path):
         compare_runs(base, cand)
 
 
-def test_validate_end_to_end_with_a_tiny_model(tmp_path):
+def test_validate_end_to_end_with_a_tiny_model(tmp_path, untrained_steering_path):
     """run a baseline campaign, then validate the same model (exit 0) through the CLI."""
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.Conv2D(4, 5, strides=3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
-    path = tmp_path / "tiny.keras"
-    model.save(path)
-    (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [33, 100]\nscale = 0.00392156862745098\n')
+    path = untrained_steering_path
     opts = CampaignOptions(model=str(path), n_seeds=4, budget=24, batch_size=12, transforms=("rain", "hflip"),
                            coverage=("nc:0.5",), delta=0.001, out=str(tmp_path / "base"))
     run_campaign(opts)
@@ -248,15 +243,11 @@ def test_validate_judges_the_candidate_by_the_baselines_mse(tmp_path):
     assert options_from_baseline(base, "cand.keras", tmp_path / "out", own_bound=True).mse_orig is None
 
 
-def test_campaign_with_a_fixed_mse_orig_uses_it(tmp_path):
-    keras = pytest.importorskip("keras")
+def test_campaign_with_a_fixed_mse_orig_uses_it(tmp_path, untrained_steering_path):
+    pytest.importorskip("keras")
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
-    path = tmp_path / "tiny.keras"
-    model.save(path)
-    (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [33, 100]\n')
+    path = untrained_steering_path
     common = dict(model=str(path), n_seeds=4, budget=12, batch_size=12, transforms=("rain",), coverage=())
     own = run_campaign(CampaignOptions(**common, out=str(tmp_path / "own"))).summary
     fixed = run_campaign(CampaignOptions(**common, mse_orig=1e-9, out=str(tmp_path / "fixed"))).summary
