@@ -21,6 +21,7 @@ from deeptest_iot.cli import main  # noqa: E402
 from deeptest_iot.errors import ConfigError  # noqa: E402
 from deeptest_iot.data.scenes import generate  # noqa: E402
 from deeptest_iot.data.seeds import load_seeds  # noqa: E402
+from results_fixtures import make_run, summary_shape  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,10 @@ def test_output_folder_and_summary(workdir, tmp_path):
     assert s["campaign"]["seed"] == 1 and s["campaign"]["strategy"] == "random"
     assert (out / "checkpoint.json").is_file() and (out / "coverage.npz").is_file()
     assert result.summary == s
+    # The folders the report, JUnit, compare and export tests read (results_fixtures) have this shape.
+    fixture = make_run(tmp_path / "fixture", coverage={"nc:0.5": None, "kmnc:4": None})
+    assert summary_shape(json.loads((fixture / "summary.json").read_text())) == summary_shape(s)
+    assert list(_findings(fixture)[0]) == list(_findings(out)[0])
 
 
 @pytest.mark.parametrize("strategy", ["deeptest", "deephunter", "random"])
