@@ -146,6 +146,7 @@ def test_resume_after_interruption_gives_the_same_findings(workdir, tmp_path, st
     assert sw["coverage"] == sp["coverage"] and sw["per_transform"] == sp["per_transform"]
 
 
+@pytest.mark.slow  # three processes that each start TensorFlow: 35-51 s on 2 loaded cores
 def test_resume_after_kill_minus_9(workdir, tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "deeptest_iot", "run", "--model", workdir["model"], "--seeds", workdir["seeds"],

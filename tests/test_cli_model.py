@@ -100,6 +100,7 @@ def test_profile_command_writes_a_profile_run_picks_up(tmp_path, small_steering_
         Profile.load(prof_path, load_model(other).fingerprint, mut.layer_sizes)
 
 
+@pytest.mark.slow  # a process that starts TensorFlow: 11-13 s on 2 loaded cores
 def test_real_process_prints_one_line_for_a_bad_model(tmp_path):
     """No TensorFlow start-up chatter, no traceback: the user sees the one line that matters."""
     import subprocess
