@@ -60,16 +60,16 @@ def day_night_classifier_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_steering_cnn_path(tmp_path_factory) -> Path:
-    """small.keras: the untrained 8x16 steering CNN (5 counted neurons), no model card."""
-    return _saved(tmp_path_factory, "small", toy_models.small_steering_cnn(seed=0))
+    """small.keras: the small 8x16 steering CNN with random weights (5 counted neurons), no model card."""
+    return _saved(tmp_path_factory, "small", toy_models.small_steering_cnn(8, 16))
 
 
 @pytest.fixture(scope="session")
 def untrained_steering_path(tmp_path_factory) -> Path:
-    """tiny.keras: the untrained steering CNN at 33x100 (a Dave-2 input halved), big enough for
-    generated road scenes (at least 16x16)."""
-    return _saved(tmp_path_factory, "tiny", toy_models.small_steering_cnn(seed=0, height=33, width=100),
-                  'task = "steering"\ninput_size = [33, 100]\n' + BRIGHTNESS_SCALE)
+    """tiny.keras: the small steering CNN with random weights at 33x100 (a Dave-2 input halved), big
+    enough for generated road scenes (at least 16x16); it rescales its input itself (card scale 1)."""
+    return _saved(tmp_path_factory, "tiny", toy_models.small_steering_cnn(33, 100, name="tiny"),
+                  'task = "steering"\ninput_size = [33, 100]\nscale = 1.0\n')
 
 
 @pytest.fixture(scope="session")

@@ -168,8 +168,8 @@ def make_run(root, findings: list[Finding] | None = None, tried: dict[str, int] 
         profile_source = opts.profile
     transforms = list(opts.transforms) if opts.transforms else list(REGISTRY)  # none given: all
     campaign = {**opts.replay_dict(), "budget": opts.budget, "time": opts.time, "transforms": transforms,
-                "seeds_used": f"generated:{opts.n_seeds}", "profile_source": profile_source,
-                "relation": oracle.config()}
+                "seeds_used": f"generated:{opts.n_seeds}", "seeds_notes": [], "frame_size": [H, W],
+                "profile_source": profile_source, "relation": oracle.config()}
 
     # The findings: judged by the oracle, written by the writer.
     writer = FindingsWriter(root)
@@ -217,8 +217,9 @@ def make_run(root, findings: list[Finding] | None = None, tried: dict[str, int] 
     else:
         stats.add(names, severities, np.array(failed, bool), np.array(violation, float))
 
+    extra = {"stopped_by": "budget"} if status == "complete" else {}  # as Campaign.summary adds it
     summary = build_summary(model=model_info(mut), campaign=campaign, status=status, stats=stats,
-                            tracker=tracker, duration_s=duration_s, seeds=opts.n_seeds)
+                            tracker=tracker, duration_s=duration_s, seeds=opts.n_seeds, **extra)
     for key, value in summary_overrides.items():
         summary[key] = {**summary[key], **value} if isinstance(value, dict) and isinstance(summary.get(key), dict) \
             else value

@@ -95,7 +95,7 @@ def test_profile_command_writes_a_profile_run_picks_up(tmp_path, small_steering_
     acts = mut.run(generate(20, seed=0).images).activations
     np.testing.assert_allclose(prof.low["conv"], acts["conv"].min(axis=0), rtol=1e-5)
     np.testing.assert_allclose(prof.high["steer"], acts["steer"].max(axis=0), rtol=1e-5)
-    other = save(small_steering_cnn(seed=1), tmp_path / "x" / "small.keras")  # same architecture, other weights
+    other = save(small_steering_cnn(8, 16, seed=1), tmp_path / "x" / "small.keras")  # same architecture, other weights
     with pytest.raises(ConfigError):
         Profile.load(prof_path, load_model(other).fingerprint, mut.layer_sizes)
 

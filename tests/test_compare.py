@@ -214,9 +214,11 @@ def test_validate_end_to_end_with_a_tiny_model(tmp_path, untrained_steering_path
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
     path = untrained_steering_path
+    # Generated seeds have labels, so the labelled rule judges: a fixed MSE_orig makes findings to compare
+    # (with the model's own, 0.01, there were none and the last line compared two empty files).
     opts = CampaignOptions(model=str(path), n_seeds=4, budget=24, batch_size=12, transforms=("rain", "hflip"),
-                           coverage=("nc:0.5",), delta=0.001, out=str(tmp_path / "base"))
-    run_campaign(opts)
+                           coverage=("nc:0.5",), delta=0.001, mse_orig=0.002, out=str(tmp_path / "base"))
+    assert run_campaign(opts).summary["findings"] > 0
     result = CliRunner().invoke(main, ["validate", "--model", str(path), "--baseline", str(tmp_path / "base"),
                                        "--out", str(tmp_path / "cand"), "-q"])
     assert result.exit_code == 0, result.output

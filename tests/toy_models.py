@@ -137,16 +137,56 @@ def two_image_inputs():
 
 # -- models that campaigns, the CLI and the plugin run (saved once per session by conftest.py) -----
 
-def small_steering_cnn(seed: int = 0, height: int = 8, width: int = 16):
-    """Untrained steering CNN named "small" (8x16 by default): conv (4 channels, 3x3, relu) -> flatten
-    -> dense "steer"; 5 counted neurons. ``seed`` fixes its random weights (other seed, other weights)."""
+def small_steering_cnn(height: int = 8, width: int = 16, *, name: str = "small", units: int = 1,
+                       activation: str = "relu", seed: int = 0):
+    """Small steering CNN like the sample models: input "frame" -> Rescaling(1/255) "normalise" -> conv
+    "conv" (4 channels, 3x3, ``activation``) -> flatten -> dense "steer" (``units``); 4 + units counted
+    neurons. Random weights drawn from ``seed`` (another seed, other weights)."""
     import keras
 
-    init = keras.initializers.GlorotUniform(seed=seed)
-    inp = keras.Input((height, width, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv", kernel_initializer=init)(inp)
-    out = keras.layers.Dense(1, name="steer", kernel_initializer=init)(keras.layers.Flatten()(x))
-    return keras.Model(inp, out, name="small")
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((height, width, 3), name="frame")
+    x = keras.layers.Rescaling(1 / 255.0, name="normalise")(inp)
+    conv = keras.layers.Conv2D(4, 3, activation=activation, name="conv")
+    x = keras.layers.Flatten(name="flatten")(conv(x))
+    dense = keras.layers.Dense(units, name="steer")
+    model = keras.Model(inp, dense(x), name=name)
+    conv.set_weights([rng.normal(0, 0.5, (3, 3, 3, 4)).astype(np.float32), np.array([0.1, -0.1, 0.0, 0.2], np.float32)])
+    n_in = int(np.prod(x.shape[1:]))
+    dense.set_weights([rng.normal(0, 0.1, (n_in, units)).astype(np.float32), np.zeros(units, np.float32)])
+    return model
+
+
+def erfinv_steering():
+    """8x8 steering model with a Lambda computing erfinv(tanh(x) / 2): TFLite has no Erfinv op."""
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: keras.ops.erfinv(keras.ops.tanh(t) * 0.5))(inp)
+    return keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(x)), name="odd")
+
+
+def selu_steering():
+    """8x8 conv "conv" (2 channels) -> SELU "act" -> dense: TF 2.21's converter crashes on its
+    full-integer int8 conversion."""
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Activation("selu", name="act")(keras.layers.Conv2D(2, 3, name="conv")(inp))
+    return keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(x)), name="selu")
+
+
+def log_headroom_steering(headroom: float):
+    """24x48 steering = log(headroom - mean brightness) (Rescaling inside: card scale 1.0): finite while
+    the frame's mean brightness stays below ``headroom``, NaN once it passes it."""
+    import keras
+
+    inp = keras.Input((24, 48, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inp))
+    out = keras.layers.Dense(1, name="steer")(keras.ops.log(keras.layers.Dense(1, name="shift")(x)))
+    model = keras.Model(inp, out)
+    model.get_layer("shift").set_weights([np.full((3, 1), -1 / 3, np.float32), np.array([headroom], np.float32)])
+    return model
 
 
 def mean_intensity_steering():
