@@ -343,6 +343,7 @@ def test_the_documented_example_module_runs(pytester, models):
 
 # -- a project that does not use the plugin -------------------------------------------------------
 
+@pytest.mark.slow  # a pytest process: 3-12 s on 2 loaded cores
 def test_quiet_in_a_project_that_does_not_use_it(pytester):
     pytester.makepyfile('''
         import sys
@@ -361,6 +362,7 @@ def test_quiet_in_a_project_that_does_not_use_it(pytester):
     assert not (pytester.path / "deeptest-report").exists()
 
 
+@pytest.mark.slow  # a pytest process: 4-9 s on 2 loaded cores
 def test_hypothesis_profile_option_loads_the_deeptest_profile(pytester):
     pytester.makepyfile('''
         from hypothesis import settings

@@ -219,6 +219,7 @@ def test_conversion_the_converter_refuses(tmp_path):
     assert not (tmp_path / "odd.tflite").exists()
 
 
+@pytest.mark.slow  # converts in a child process that crashes: 15-22 s on 2 loaded cores
 def test_converter_crash_is_a_clear_error(tmp_path):
     """TF 2.21's converter segfaults on full-integer int8 of a SELU: the CLI converts in a child process."""
     selu_steering().save(tmp_path / "selu.keras")
