@@ -66,8 +66,8 @@ def small_steering_cnn_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def untrained_steering_path(tmp_path_factory) -> Path:
-    """tiny.keras: the small steering CNN with random weights at 33x100 (a Dave-2 input halved), big
-    enough for generated road scenes (at least 16x16); it rescales its input itself (card scale 1)."""
+    """tiny.keras: the small steering CNN with random weights at 33x100 (a Dave-2 input halved); it
+    rescales its input itself (card scale 1)."""
     return _saved(tmp_path_factory, "tiny", toy_models.small_steering_cnn(33, 100, name="tiny"),
                   'task = "steering"\ninput_size = [33, 100]\nscale = 1.0\n')
 
