@@ -13,12 +13,12 @@ from pathlib import Path
 
 import cv2
 import h5py
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from deeptest_iot.cli import main
 from deeptest_iot.data.scenes import generate
+from toy_models import brightness_classifier, flatten_dense, log_headroom_steering
 
 keras = pytest.importorskip("keras")
 
@@ -30,17 +30,16 @@ def _tree(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, mean_intensity_steering_path):
     """A user's files: seed frames, labels, a steering model, a finished campaign folder, a plain file."""
     root = tmp_path_factory.mktemp("user")
     seeds = root / "frames"
     seeds.mkdir()
     for i, frame in enumerate(generate(6, seed=1, height=48, width=96).images):
         cv2.imwrite(str(seeds / f"f{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    inp = keras.Input((24, 48, 3))
-    out = keras.layers.Dense(1, name="steer")(keras.layers.GlobalAveragePooling2D()(inp))
-    keras.Model(inp, out, name="mean").save(root / "steer.keras")
-    (root / "steer.toml").write_text('task = "steering"\ninput_size = [24, 48]\n')
+    # the model whose steering is the mean brightness, at 24x48 (conftest.py), copied in with its card
+    (root / "steer.keras").write_bytes(mean_intensity_steering_path.read_bytes())
+    (root / "steer.toml").write_bytes(mean_intensity_steering_path.with_suffix(".toml").read_bytes())
     (root / "plain.txt").write_text("a regular file\n")
     run = root / "run"
     result = CliRunner().invoke(main, ["run", "--model", str(root / "steer.keras"), "--seeds", str(seeds),
@@ -151,14 +150,11 @@ def test_a_custom_layer_class_is_named_with_how_to_register_it(tmp_path):
 
 
 def test_a_tiny_input_size_and_a_large_classifier_run_without_seeds(tmp_path):
-    inp = keras.Input((10, 10, 3))
-    keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(inp))).save(tmp_path / "tiny.keras")
+    flatten_dense(10, 10).save(tmp_path / "tiny.keras")
     (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [10, 10]\n')
     result = cli("run", "--model", tmp_path / "tiny.keras", "--budget", 8, "--n-seeds", 3, "--out", tmp_path / "a", "-q")
     assert result.exit_code in (0, 1), result.output + result.stderr
-    inp = keras.Input((224, 224, 3))
-    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inp))
-    keras.Model(inp, logits).save(tmp_path / "big.keras")
+    brightness_classifier(224, 0.5, "big").save(tmp_path / "big.keras")
     (tmp_path / "big.toml").write_text('task = "classification"\ninput_size = [224, 224]\n')
     result = cli("run", "--model", tmp_path / "big.keras", "--budget", 8, "--n-seeds", 3, "--coverage", "none",
                  "--out", tmp_path / "b", "-q")
@@ -176,13 +172,8 @@ def test_nan_outputs_name_the_seeds_and_chains_and_leave_a_final_summary(world, 
     from deeptest_iot.data.seeds import load_seeds
 
     brightest = max(float(img.mean()) for img in load_seeds(world / "frames").images) / 255
-    inp = keras.Input((24, 48, 3))
     # log(c - mean intensity): finite on every seed, NaN once brightening lifts the mean past c
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inp))
-    out = keras.layers.Dense(1, name="steer")(keras.ops.log(keras.layers.Dense(1, name="shift")(x)))
-    model = keras.Model(inp, out)
-    model.get_layer("shift").set_weights([np.full((3, 1), -1 / 3, np.float32), np.array([brightest + 0.01], np.float32)])
-    model.save(tmp_path / "nan.keras")
+    log_headroom_steering(brightest + 0.01).save(tmp_path / "nan.keras")
     (tmp_path / "nan.toml").write_text('task = "steering"\ninput_size = [24, 48]\nscale = 1.0\n')
     result = cli("run", "--model", tmp_path / "nan.keras", "--seeds", world / "frames", "--strategy", "sweep",
                  "--transforms", "brightness", "--coverage", "none", "--out", tmp_path / "out")

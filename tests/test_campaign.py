@@ -21,28 +21,14 @@ from deeptest_iot.cli import main  # noqa: E402
 from deeptest_iot.errors import ConfigError  # noqa: E402
 from deeptest_iot.data.scenes import generate  # noqa: E402
 from deeptest_iot.data.seeds import load_seeds  # noqa: E402
-
-
-def _mean_intensity_model(path: Path) -> Path:
-    """steering = mean pixel intensity / 255, exactly: GlobalAveragePooling then a Dense of 1/3 each."""
-    inp = keras.Input((24, 48, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)  # counted, not on the output path
-    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(inp)
-    feat = keras.layers.Dense(2, activation="relu", name="feat")(keras.layers.GlobalAveragePooling2D()(x))
-    out = keras.layers.Dense(1, name="steer")(keras.layers.Concatenate()([pooled, feat]))
-    model = keras.Model(inp, out, name="mean_intensity")
-    w = np.zeros((5, 1), np.float32)
-    w[:3, 0] = 1.0 / 3.0
-    model.get_layer("steer").set_weights([w, np.zeros(1, np.float32)])
-    model.save(path)
-    path.with_suffix(".toml").write_text('task = "steering"\ninput_size = [24, 48]\nscale = 0.00392156862745098\n')
-    return path
+from results_fixtures import make_run, summary_shape  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, mean_intensity_steering_path):
+    """Campaigns run the model whose steering is the mean brightness (steering = mean pixel / 255) on 6 seeds."""
     root = tmp_path_factory.mktemp("campaign")
-    model = _mean_intensity_model(root / "mean.keras")
+    model = mean_intensity_steering_path
     frames = generate(6, seed=3, height=48, width=96).images
     seeds = root / "seeds"
     seeds.mkdir()
@@ -130,6 +116,10 @@ def test_output_folder_and_summary(workdir, tmp_path):
     assert s["campaign"]["seed"] == 1 and s["campaign"]["strategy"] == "random"
     assert (out / "checkpoint.json").is_file() and (out / "coverage.npz").is_file()
     assert result.summary == s
+    # The folders the report, JUnit, compare and export tests read (results_fixtures) have this shape.
+    fixture = make_run(tmp_path / "fixture", coverage={"nc:0.5": None, "kmnc:4": None})
+    assert summary_shape(json.loads((fixture / "summary.json").read_text())) == summary_shape(s)
+    assert list(_findings(fixture)[0]) == list(_findings(out)[0])
 
 
 @pytest.mark.parametrize("strategy", ["deeptest", "deephunter", "random"])
@@ -156,6 +146,7 @@ def test_resume_after_interruption_gives_the_same_findings(workdir, tmp_path, st
     assert sw["coverage"] == sp["coverage"] and sw["per_transform"] == sp["per_transform"]
 
 
+@pytest.mark.slow  # three processes that each start TensorFlow: 35-51 s on 2 loaded cores
 def test_resume_after_kill_minus_9(workdir, tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "deeptest_iot", "run", "--model", workdir["model"], "--seeds", workdir["seeds"],
@@ -189,16 +180,9 @@ def test_existing_results_are_never_overwritten(workdir, tmp_path):
         run_campaign(_opts(workdir, out, budget=32, seed=2, resume=True))
 
 
-def test_classification_campaign_flags_changed_labels(tmp_path):
-    inp = keras.Input((16, 16, 3))
-    logits = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(inp))
-    model = keras.Model(inp, logits)
-    # class 1 wins when mean intensity > 0.5 (logit1 - logit0 = 6 * (mean - 0.5))
-    model.get_layer("logits").set_weights([np.array([[0, 2], [0, 2], [0, 2]], np.float32),
-                                           np.array([0, -3], np.float32)])
-    path = tmp_path / "cls.keras"
-    model.save(path)
-    path.with_suffix(".toml").write_text('task = "classification"\ninput_size = [16, 16]\nclasses = ["dark", "bright"]\n')
+def test_classification_campaign_flags_changed_labels(tmp_path, dark_bright_classifier_path):
+    # class 1 ("bright") wins when the mean intensity is above 0.5
+    path = dark_bright_classifier_path
     out = tmp_path / "out"
     s = run_campaign(CampaignOptions(model=str(path), n_seeds=6, strategy="sweep", transforms=("brightness",),
                                      coverage=(), out=str(out), budget=1000)).summary

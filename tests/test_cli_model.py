@@ -12,25 +12,15 @@ keras = pytest.importorskip("keras")
 
 from deeptest_iot.cli import main  # noqa: E402
 from deeptest_iot.errors import ConfigError  # noqa: E402
-
-
-def _save_small(tmp_path, with_lambda=False):
-    inp = keras.Input((8, 16, 3))
-    x = keras.layers.Lambda(lambda t: t * 1.0)(inp) if with_lambda else inp
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
-    x = keras.layers.Flatten()(x)
-    out = keras.layers.Dense(1, name="steer")(x)
-    path = tmp_path / ("lam.keras" if with_lambda else "small.keras")
-    keras.Model(inp, out, name="small").save(path)
-    return path
+from toy_models import save, small_steering_cnn  # noqa: E402
 
 
 def _invoke(args):
     return CliRunner().invoke(main, args)
 
 
-def test_inspect_prints_card_input_layers_and_speed(tmp_path):
-    path = _save_small(tmp_path)
+def test_inspect_prints_card_input_layers_and_speed(small_steering_cnn_path):
+    path = small_steering_cnn_path
     result = _invoke(["inspect", str(path)])
     assert result.exit_code == 0, result.output
     assert "steering" in result.output
@@ -40,8 +30,8 @@ def test_inspect_prints_card_input_layers_and_speed(tmp_path):
     assert "frames/s" in result.output
 
 
-def test_inspect_json(tmp_path):
-    path = _save_small(tmp_path)
+def test_inspect_json(small_steering_cnn_path):
+    path = small_steering_cnn_path
     result = _invoke(["inspect", str(path), "--json", "--no-speed", "--exclude", "steer"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
@@ -51,11 +41,10 @@ def test_inspect_json(tmp_path):
 
 
 @pytest.mark.parametrize("make", ["missing", "truncated", "text"])
-def test_bad_model_files_exit_2_without_traceback(tmp_path, make):
+def test_bad_model_files_exit_2_without_traceback(tmp_path, make, small_steering_cnn_path):
     path = tmp_path / "m.keras"
     if make == "truncated":
-        good = _save_small(tmp_path)
-        path.write_bytes(good.read_bytes()[:200])
+        path.write_bytes(small_steering_cnn_path.read_bytes()[:200])
     elif make == "text":
         path.write_text("not a model")
     result = _invoke(["inspect", str(path), "--no-speed"])
@@ -65,8 +54,8 @@ def test_bad_model_files_exit_2_without_traceback(tmp_path, make):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_lambda_needs_trust_flag(tmp_path):
-    path = _save_small(tmp_path, with_lambda=True)
+def test_lambda_needs_trust_flag(lambda_steering_paths):
+    path = lambda_steering_paths[".keras"]
     result = _invoke(["inspect", str(path), "--no-speed"])
     assert result.exit_code == 2
     assert "--trust-model" in result.output and "Traceback" not in result.output
@@ -79,8 +68,8 @@ def test_trust_flag_help_says_why_it_is_dangerous():
     assert "DANGEROUS" in result.output and "arbitrary code" in result.output.lower()
 
 
-def test_bad_card_value_exit_2(tmp_path):
-    path = _save_small(tmp_path)
+def test_bad_card_value_exit_2(tmp_path, small_steering_cnn_path):
+    path = small_steering_cnn_path
     card = tmp_path / "card.toml"
     card.write_text('task = "parking"\n')
     result = _invoke(["inspect", str(path), "--card", str(card), "--no-speed"])
@@ -88,11 +77,12 @@ def test_bad_card_value_exit_2(tmp_path):
     assert "task must be one of" in result.output
 
 
-def test_profile_command_writes_a_profile_run_picks_up(tmp_path):
+def test_profile_command_writes_a_profile_run_picks_up(tmp_path, small_steering_cnn_path):
     from deeptest_iot.coverage import Profile
     from deeptest_iot.model.core import load_model
 
-    path = _save_small(tmp_path)
+    path = tmp_path / "small.keras"  # a copy: the profile is written beside the model
+    path.write_bytes(small_steering_cnn_path.read_bytes())
     result = _invoke(["profile", str(path), "--n-seeds", "20"])
     assert result.exit_code == 0, result.output
     prof_path = path.with_suffix(".profile.npz")
@@ -105,12 +95,12 @@ def test_profile_command_writes_a_profile_run_picks_up(tmp_path):
     acts = mut.run(generate(20, seed=0).images).activations
     np.testing.assert_allclose(prof.low["conv"], acts["conv"].min(axis=0), rtol=1e-5)
     np.testing.assert_allclose(prof.high["steer"], acts["steer"].max(axis=0), rtol=1e-5)
-    (tmp_path / "x").mkdir()
-    other = _save_small(tmp_path / "x")  # same architecture, other random weights
+    other = save(small_steering_cnn(8, 16, seed=1), tmp_path / "x" / "small.keras")  # same architecture, other weights
     with pytest.raises(ConfigError):
         Profile.load(prof_path, load_model(other).fingerprint, mut.layer_sizes)
 
 
+@pytest.mark.slow  # a process that starts TensorFlow: 11-13 s on 2 loaded cores
 def test_real_process_prints_one_line_for_a_bad_model(tmp_path):
     """No TensorFlow start-up chatter, no traceback: the user sees the one line that matters."""
     import subprocess

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,13 +11,12 @@ from deeptest_iot.cli import main
 from deeptest_iot.results.compare import IncomparableRunsError, Thresholds, compare_runs
 from deeptest_iot.errors import ConfigError, InputError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
-from results_fixtures import make_run, steering_finding  # noqa: E402
+from results_fixtures import COVERAGE, edit_summary, make_run, steering_finding
 
 TRIED = {"rain": 100, "fog": 100}
 
 
-def findings(rain: list[float], fog: list[float]) -> list[dict]:
+def findings(rain: list[float], fog: list[float]) -> list:
     out = [("rain", v) for v in rain] + [("fog", v) for v in fog]
     return [steering_finding(i, t, v) for i, (t, v) in enumerate(out)]
 
@@ -61,7 +58,7 @@ def test_improvement_is_not_a_regression(baseline, tmp_path):
 
 
 def test_mean_violation_and_coverage_regressions(baseline, tmp_path):
-    cov = {"nc:0.5": {"coverage": 0.5}, "kmnc:10": {"coverage": 0.3}}  # nc drops 10 points
+    cov = {"nc:0.5": 0.5, "kmnc:10": 0.3}  # nc drops 10 points
     cand = make_run(tmp_path / "cand", findings([0.4, 0.4], [0.2]), TRIED, coverage=cov)
     result = compare_runs(baseline, cand)
     assert row(result, "mean violation", "rain").verdict == "regression"
@@ -84,9 +81,9 @@ def test_transforms_are_compared_over_the_chains_that_contain_them(baseline, tmp
 
 
 @pytest.mark.parametrize("override, expected", [
-    ({"campaign": {"seed": 1}}, "campaign.seed: 0 vs 1"),
-    ({"campaign": {"relation": {"name": "steering", "lambda": 2.0, "delta": 0.1}}}, "campaign.relation.lambda: 5.0 vs 2.0"),
-    ({"campaign": {"transforms": ["rain"]}}, "campaign.transforms"),
+    ({"options": {"seed": 1}}, "campaign.seed: 0 vs 1"),
+    ({"options": {"lam": 2.0}}, "campaign.relation.lambda: 5.0 vs 2.0"),
+    ({"options": {"transforms": ["rain", "fog"]}}, "campaign.transforms"),
     ({"tool": {"version": "0.2.0"}}, 'tool.version: "0.1.0" vs "0.2.0"'),
     ({"status": "running"}, "candidate campaign is not complete"),
 ])
@@ -120,7 +117,7 @@ def test_cli_exit_codes_and_json(baseline, tmp_path):
     runner = CliRunner()
     same = make_run(tmp_path / "same", findings([0.2, 0.2], [0.2]), TRIED)
     worse = make_run(tmp_path / "worse", findings([0.2] * 6, [0.2]), TRIED)
-    other = make_run(tmp_path / "other", findings([0.2, 0.2], [0.2]), TRIED, campaign={"seed": 7})
+    other = make_run(tmp_path / "other", findings([0.2, 0.2], [0.2]), TRIED, options={"seed": 7})
 
     result = runner.invoke(main, ["compare", str(baseline), str(same)])
     assert result.exit_code == 0, result.output
@@ -154,13 +151,14 @@ def test_missing_candidate_folder_is_an_input_error(baseline, tmp_path):
         compare_runs(baseline, tmp_path / "nope")
 
 
-def test_model_specific_settings_may_differ(baseline, tmp_path):
+def test_model_specific_settings_may_differ(tmp_path):
     """A candidate model has its own path, card, profile and seed MSE; those do not block the comparison."""
-    cand = make_run(tmp_path / "cand", findings([0.2, 0.2], [0.2]), TRIED,
-                    campaign={"model": "candidate.keras", "profile_source": "seeds",
-                              "relation": {"name": "steering", "lambda": 5.0, "delta": 0.1, "mse_orig": 0.003}},
-                    libraries={"python": "3.11.7", "numpy": "9.9"},
-                    coverage={"nc:0.5": {"coverage": 0.6}, "kmnc:10": {"coverage": 0.3}, "tknp:1": {"patterns": 12}})
+    coverage = {**COVERAGE, "tknp:1": None}  # TKNP counts patterns: no fraction to compare
+    baseline = make_run(tmp_path / "base", findings([0.2, 0.2], [0.2]), TRIED, coverage=coverage)
+    cand = make_run(tmp_path / "cand", findings([0.2, 0.2], [0.2]), TRIED, coverage=coverage,
+                    model={"path": "candidate.keras", "name": "candidate", "fingerprint": "sha256:" + "cd" * 32},
+                    options={"model": "candidate.keras", "profile": "candidate.profile.npz"}, seed_mse=0.003,
+                    libraries={"numpy": "9.9"})  # made on another machine
     result = compare_runs(baseline, cand)
     assert result.passed
     assert any("tknp:1" in n for n in result.notes)
@@ -175,12 +173,9 @@ def test_validate_options_come_from_the_baseline_except_the_model(tmp_path):
     from deeptest_iot.engine.nightly import options_from_baseline
 
     recorded = {"model": "base.keras", "card": "base.toml", "profile": "base.profile.npz", "trust_model": True,
-                "seed": 3, "strategy": "sweep", "n_seeds": 7, "transforms": ["rain"], "coverage": ["nc:0.5"],
-                "lam": 2.0, "delta": 0.05, "seeds_used": "generated:7", "relation": {"name": "steering"}}
-    base = make_run(tmp_path / "base", [], {"rain": 40}, campaign=recorded)
-    summary = json.loads((base / "summary.json").read_text())
-    summary["campaign"] = recorded  # exactly what the campaign recorded, no budget
-    (base / "summary.json").write_text(json.dumps(summary))
+                "seed": 3, "strategy": "sweep", "n_seeds": 7, "transforms": ["rain"], "lam": 2.0, "delta": 0.05}
+    base = make_run(tmp_path / "base", [], {"rain": 40}, options=recorded, coverage={"nc:0.5": 0.6})
+    edit_summary(base, lambda s: s["campaign"].pop("budget"))  # a summary that does not record its budget
     opts = options_from_baseline(base, "cand.keras", tmp_path / "out", card="cand.toml")
     assert isinstance(opts, campaign.CampaignOptions)
     assert (opts.model, opts.card, opts.profile, opts.trust_model) == ("cand.keras", "cand.toml", None, False)
@@ -213,20 +208,18 @@ def test_without_recorded_budgets_different_sizes_are_incomparable(tmp_path):
         compare_runs(base, cand)
 
 
-def test_validate_end_to_end_with_a_tiny_model(tmp_path):
+def test_validate_end_to_end_with_a_tiny_model(tmp_path, untrained_steering_path):
     """run a baseline campaign, then validate the same model (exit 0) through the CLI."""
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.Conv2D(4, 5, strides=3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
-    path = tmp_path / "tiny.keras"
-    model.save(path)
-    (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [33, 100]\nscale = 0.00392156862745098\n')
+    path = untrained_steering_path
+    # Generated seeds have labels, so the labelled rule judges: a fixed MSE_orig makes findings to compare
+    # (with the model's own, 0.01, there were none and the last line compared two empty files).
     opts = CampaignOptions(model=str(path), n_seeds=4, budget=24, batch_size=12, transforms=("rain", "hflip"),
-                           coverage=("nc:0.5",), delta=0.001, out=str(tmp_path / "base"))
-    run_campaign(opts)
+                           coverage=("nc:0.5",), delta=0.001, mse_orig=0.002, failing_seeds="count",
+                           out=str(tmp_path / "base"))  # an untrained model gets every seed wrong: count them
+    assert run_campaign(opts).summary["findings"] > 0
     result = CliRunner().invoke(main, ["validate", "--model", str(path), "--baseline", str(tmp_path / "base"),
                                        "--out", str(tmp_path / "cand"), "-q"])
     assert result.exit_code == 0, result.output
@@ -241,23 +234,18 @@ def test_validate_judges_the_candidate_by_the_baselines_mse(tmp_path):
     pytest.importorskip("deeptest_iot.engine.campaign")
     from deeptest_iot.engine.nightly import options_from_baseline
 
-    recorded = {"seed": 3, "strategy": "random", "budget": 40, "transforms": ["rain"],
-                "relation": {"name": "steering", "lambda": 5.0, "mse_orig": 2.5e-5}}
-    base = make_run(tmp_path / "base", [], {"rain": 40}, campaign=recorded)
+    recorded = {"seed": 3, "strategy": "random", "budget": 40, "transforms": ["rain"], "lam": 5.0}
+    base = make_run(tmp_path / "base", [], {"rain": 40}, options=recorded, seed_mse=2.5e-5)  # MSE_orig measured
     assert options_from_baseline(base, "cand.keras", tmp_path / "out").mse_orig == 2.5e-5
     assert options_from_baseline(base, "cand.keras", tmp_path / "out", own_bound=True).mse_orig is None
 
 
-def test_campaign_with_a_fixed_mse_orig_uses_it(tmp_path):
-    keras = pytest.importorskip("keras")
+def test_campaign_with_a_fixed_mse_orig_uses_it(tmp_path, untrained_steering_path):
+    pytest.importorskip("keras")
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((33, 100, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
-    path = tmp_path / "tiny.keras"
-    model.save(path)
-    (tmp_path / "tiny.toml").write_text('task = "steering"\ninput_size = [33, 100]\n')
-    # an untrained model is wrong on every seed at a fixed 1e-9: count them (as validate does), not skip them
+    path = untrained_steering_path
+    # an untrained model is wrong on every seed at a fixed 1e-9: count them, not skip them
     common = dict(model=str(path), n_seeds=4, budget=12, batch_size=12, transforms=("rain",), coverage=(),
                   failing_seeds="count")
     own = run_campaign(CampaignOptions(**common, out=str(tmp_path / "own"))).summary

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,38 +14,54 @@ from deeptest_iot.cli import main
 from deeptest_iot.errors import InputError, UnsupportedError
 from deeptest_iot.results.export import export_findings
 from deeptest_iot.tasks import TASKS
-from deeptest_iot.transforms import Chain
+from deeptest_iot.transforms import Chain, get
+from results_fixtures import H, W, classification_finding, detection_finding, edit_findings, make_run, \
+    steering_finding
 
 steering_target = TASKS["steering"].export_target
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
-from results_fixtures import H, W, detection_finding, make_run, steering_finding  # noqa: E402
 
 
 def steering_run(root):
     labelled = steering_finding(0, "rain", 0.3, label=0.07, before=0.05)
     unlabelled = steering_finding(1, "fog", 0.4, label=None, before=0.12)
-    flipped = steering_finding(2, "hflip+rain", 0.5, label=0.09, before=0.1)
-    flipped["chain"][0]["params"] = {"flip": 1}
-    identity_flip = steering_finding(3, "hflip", 0.2, label=None, before=0.2)
-    identity_flip["chain"][0]["params"] = {"flip": 0}
+    flipped = steering_finding(2, "hflip+rain", 0.5, label=0.09, before=0.1)  # hflip at severity 0.5: flip 1
+    identity_flip = steering_finding(3, "hflip", 0.2, label=None, before=0.2, severity=0.2)  # flip 0
     oracle = steering_finding(4, "hflip+fog", 0.6, label=0.3, before=0.3)
-    oracle["details"] = {"expected": -0.25, "flipped": True}
     return make_run(root, [labelled, unlabelled, flipped, identity_flip, oracle],
-                    tried={"rain": 10, "fog": 10, "hflip+rain": 5, "hflip": 5, "hflip+fog": 5})
+                    tried={"rain": 10, "fog": 10, "hflip+rain": 5, "hflip": 5, "hflip+fog": 5},
+                    options={"transforms": ["rain", "fog", "hflip"]})
 
 
 def test_steering_labels_folder_and_npz(tmp_path):
     run = steering_run(tmp_path / "run")
+    assert [f["chain"][0]["params"] for f in map(json.loads, open(run / "findings.jsonl"))][2:4] == \
+        [{"flip": 1}, {"flip": 0}]
     result = export_findings(run, tmp_path / "set")
     assert result.count == 5 and result.task == "steering"
     rows = list(csv.DictReader(open(tmp_path / "set" / "labels.csv", encoding="utf-8")))
+    got = {r["id"]: (float(r["label"]), r["source"]) for r in rows}
+    # The oracle records what it expected: the label, else the model's answer on the seed, negated by a flip.
+    assert got == {"f000000": (0.07, "oracle expected"),
+                   "f000001": (0.12, "oracle expected"),
+                   "f000002": (-0.09, "oracle expected"),
+                   "f000003": (0.2, "oracle expected"),
+                   "f000004": (-0.3, "oracle expected")}
+
+    # Findings that do not record it (an older writer): the same labels, by the fallback rules.
+    def without_expected(finding):
+        if finding["id"] != "f000004":
+            del finding["details"]["expected"]
+        return finding
+
+    edit_findings(run, without_expected)
+    export_findings(run, tmp_path / "older")
+    rows = list(csv.DictReader(open(tmp_path / "older" / "labels.csv", encoding="utf-8")))
     got = {r["id"]: (float(r["label"]), r["source"]) for r in rows}
     assert got == {"f000000": (0.07, "seed label"),
                    "f000001": (0.12, "model on original"),
                    "f000002": (-0.09, "seed label, negated (flip)"),
                    "f000003": (0.2, "model on original"),
-                   "f000004": (-0.25, "oracle expected")}
+                   "f000004": (-0.3, "oracle expected")}
     for r in rows:
         img = cv2.imread(str(tmp_path / "set" / r["image"]))
         src = cv2.imread(str(run / "images" / f"{r['id']}_trans.png"))
@@ -57,7 +71,7 @@ def test_steering_labels_folder_and_npz(tmp_path):
         assert set(npz.files) == {"images", "ids", "transforms", "labels", "sources"}
         assert npz["images"].shape == (5, H, W, 3) and npz["images"].dtype == np.uint8
         assert list(npz["ids"]) == ["f000000", "f000001", "f000002", "f000003", "f000004"]
-        np.testing.assert_allclose(npz["labels"], [0.07, 0.12, -0.09, 0.2, -0.25], rtol=1e-6)
+        np.testing.assert_allclose(npz["labels"], [0.07, 0.12, -0.09, 0.2, -0.3], rtol=1e-6)
         # RGB, as everywhere in deeptest-iot: the PNG on disk is BGR.
         bgr = cv2.imread(str(run / "images" / "f000000_trans.png"))
         assert np.array_equal(npz["images"][0], cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
@@ -77,37 +91,40 @@ def test_mirrors_counts_flips():
 
 
 def test_detection_boxes(tmp_path):
-    f0 = detection_finding(0)
-    f1 = detection_finding(1, "translate")
-    f1["details"] = {"expected": {"boxes": [[20, 10, 50, 30], [130, 20, 130, 50]], "classes": [0, 1]}}
-    run = make_run(tmp_path / "det", [f0, f1], tried={"fog": 5, "translate": 5}, model={"task": "detection"})
+    f0 = detection_finding(0)  # fog: the boxes stay where they were
+    # 60 px right: the first box to [70, 10, 100, 30], where nothing is found (it vanished, the detection
+    # at [12, 11, 41, 31] appeared); the second, [60, 20, 90, 50], leaves the 120 px wide frame.
+    f1 = detection_finding(1, get("translation", tx=60), violation=2.0)
+    run = make_run(tmp_path / "det", [f0, f1], tried={"fog": 5, "translation": 5}, model={"task": "detection"},
+                   options={"transforms": ["fog", "translation"]})
+    assert json.loads((run / "findings.jsonl").read_text().splitlines()[1])["details"]["expected"] == \
+        [[70, 10, 100, 30], [120, 20, 120, 50]]  # the oracle's boxes, the second with no width left
     export_findings(run, tmp_path / "set")
     boxes = json.loads((tmp_path / "set" / "boxes.json").read_text())
-    assert [b["boxes"] for b in boxes] == [[[10, 10, 40, 30], [60, 20, 90, 50]], [[20, 10, 50, 30]]]
+    assert [b["boxes"] for b in boxes] == [[[10, 10, 40, 30], [60, 20, 90, 50]], [[70, 10, 100, 30]]]
     assert [b["classes"] for b in boxes] == [[0, 1], [0]]  # the zero-width box left the frame
     assert not (tmp_path / "set" / "labels.csv").exists()
     with np.load(tmp_path / "set" / "findings.npz") as npz:
         assert npz["boxes"].shape == (3, 4)
         assert list(npz["box_image"]) == [0, 0, 1] and list(npz["box_classes"]) == [0, 1, 0]
-        np.testing.assert_allclose(npz["boxes"][2], [20, 10, 50, 30])
+        np.testing.assert_allclose(npz["boxes"][2], [70, 10, 100, 30])
 
 
 def test_detection_without_expected_boxes_cannot_be_exported(tmp_path):
-    f = detection_finding(0)
-    del f["details"]
-    run = make_run(tmp_path / "det", [f], tried={"fog": 5}, model={"task": "detection"})
+    run = make_run(tmp_path / "det", [detection_finding(0)], tried={"fog": 5}, model={"task": "detection"})
+    edit_findings(run, lambda f: {k: v for k, v in f.items() if k != "details"})  # as an older writer left it
     with pytest.raises(InputError, match="no details.expected"):
         export_findings(run, tmp_path / "set")
     assert not (tmp_path / "set").exists()  # nothing half-written
 
 
 def test_classification_labels(tmp_path):
-    f0 = steering_finding(0, "fog", 1.0, label=2)
-    f0.update(relation="classification", before={"label": 1, "name": "yield", "confidence": 0.9},
-              after={"label": 3, "name": "stop", "confidence": 0.6})
-    f1 = dict(f0, id="f000001", case=1, label=None,
-              images={"original": "images/f000001_orig.png", "transformed": "images/f000001_trans.png"})
-    run = make_run(tmp_path / "cls", [f0, f1], tried={"fog": 5}, model={"task": "classification"})
+    # Both seeds: the model says "yield" (0.9), then "stop" (0.6) under fog; seed 0 is labelled "priority".
+    before, after = (0.05, 0.9, 0.03, 0.02), (0.1, 0.2, 0.1, 0.6)
+    f0 = classification_finding(0, "fog", before, after, label=2)
+    f1 = classification_finding(1, "fog", before, after, label=None)
+    run = make_run(tmp_path / "cls", [f0, f1], tried={"fog": 5},
+                   model={"task": "classification", "classes": ["speed", "yield", "priority", "stop"]})
     export_findings(run, tmp_path / "set")
     with np.load(tmp_path / "set" / "findings.npz") as npz:
         assert list(npz["labels"]) == [2, 1] and npz["labels"].dtype == np.int64

@@ -9,7 +9,6 @@ with occurrence bounds, required and allowed attributes, pattern types, mixed co
 from __future__ import annotations
 
 import re
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from deeptest_iot.cli import main
 from deeptest_iot.errors import ConfigError, InputError
 from deeptest_iot.results.junit import build_junit, junit_bytes, write_junit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
-from results_fixtures import make_run, steering_finding  # noqa: E402
+from results_fixtures import make_run, steering_finding
 
 XSD = Path(__file__).resolve().parent / "data" / "junit.xsd"
 XS = "{http://www.w3.org/2001/XMLSchema}"
@@ -92,10 +90,11 @@ def schema():
 
 @pytest.fixture
 def run(tmp_path):
+    """blur_box is one of the campaign's transforms but made no input."""
     findings = [steering_finding(0, "rain", 0.3), steering_finding(1, "rain", 0.8),
-                steering_finding(2, "fog", 0.1), steering_finding(3, "flip", 0.5)]
-    return make_run(tmp_path / "run", findings, tried={"rain": 80, "fog": 60, "flip": 60, "blur": 0},
-                    model={"name": "<dave & \"2\">\x01"})
+                steering_finding(2, "fog", 0.1), steering_finding(3, "hflip", 0.5)]
+    return make_run(tmp_path / "run", findings, tried={"rain": 80, "fog": 60, "hflip": 60},
+                    model={"name": "<dave & \"2\">\x01"}, options={"transforms": ["rain", "fog", "hflip", "blur_box"]})
 
 
 def parse(out_dir, rate=0.0):
@@ -125,13 +124,13 @@ def test_document_is_valid_and_counts_add_up(run, schema):
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["deeptest-iot.steering"]
-    assert set(cases(root)) == {"rain", "fog", "flip", "blur"}
+    assert set(cases(root)) == {"rain", "fog", "hflip", "blur_box"}
     assert all(tc.get("classname") == "deeptest-iot.steering" for tc in root.iter("testcase"))
     assert (counts.tests, counts.failures, counts.errors, counts.skipped) == (4, 3, 0, 1)
     assert suites[0].get("tests") == root.get("tests") == "4"
     assert suites[0].get("failures") == root.get("failures") == "3"
     assert suites[0].get("skipped") == "1"
-    assert cases(root)["blur"].find("skipped") is not None
+    assert cases(root)["blur_box"].find("skipped") is not None
     assert suites[0].get("time") == "3.500"
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert props["model"] == "<dave & \"2\">\ufffd"  # escaped by the writer, control character replaced
@@ -184,7 +183,8 @@ def test_write_junit_and_cli(run, tmp_path, schema):
 
 def test_test_cases_are_single_transforms_over_chains(tmp_path, schema):
     findings = [steering_finding(0, "rain+fog", 0.4), steering_finding(1, "rain", 0.2)]
-    run = make_run(tmp_path / "run", findings, tried={"rain": 10, "rain+fog": 5, "fog": 5})
+    run = make_run(tmp_path / "run", findings, tried={"rain": 10, "rain+fog": 5, "fog": 5},
+                   options={"transforms": ["rain", "fog"]})
     root, counts = parse(run)
     assert schema.errors(root) == []
     assert set(cases(root)) == {"rain", "fog"}

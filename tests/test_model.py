@@ -10,46 +10,14 @@ keras = pytest.importorskip("keras")
 from deeptest_iot.model.card import ModelCard  # noqa: E402
 from deeptest_iot.errors import ConfigError, InputError, ModelError, OutputError, UnsupportedError  # noqa: E402
 from deeptest_iot.model.core import load_model  # noqa: E402
-
-# One 2x2 frame: R = 10..40, G = 1..4, B = 5.
-FRAME = np.stack([
-    np.array([[10, 20], [30, 40]]),
-    np.array([[1, 2], [3, 4]]),
-    np.full((2, 2), 5),
-], axis=-1).astype(np.uint8)[None]
-RAW_CARD = {"input_size": [2, 2], "scale": 1.0, "offset": 0.0, "task": "steering"}
+from toy_models import (EXPECTED_CONV, EXPECTED_STEER, FRAME, RAW_CARD, fixed_prior_classifier,  # noqa: E402
+                        flatten_dense, hand_steering_nested, hand_steering_sequential,
+                        layer_zoo, set_hand_weights, two_image_inputs, vector_input_model)
+from toy_models import hand_steering as new_hand_steering  # noqa: E402
 
 
-def _set_hand_weights(conv, dense):
-    """conv channel 0 = R; channel 1 = relu(G + B - 7); dense = 0.5 * sum(flattened) + 1."""
-    kernel = np.zeros((1, 1, 3, 2), np.float32)
-    kernel[0, 0, 0, 0] = 1.0
-    kernel[0, 0, 1, 1] = 1.0
-    kernel[0, 0, 2, 1] = 1.0
-    conv.set_weights([kernel, np.array([0.0, -7.0], np.float32)])
-    dense.set_weights([np.full((8, 1), 0.5, np.float32), np.array([1.0], np.float32)])
-
-
-def hand_functional():
-    inp = keras.Input((2, 2, 3))
-    conv = keras.layers.Conv2D(2, 1, activation="relu", name="conv")
-    flat = keras.layers.Flatten(name="flat")
-    drop = keras.layers.Dropout(0.5, name="drop")
-    dense = keras.layers.Dense(1, name="steer")
-    out = dense(drop(flat(conv(inp))))
-    model = keras.Model(inp, out, name="hand")
-    _set_hand_weights(conv, dense)
-    return model
-
-
-# Expected by hand: conv channel means R: (10+20+30+40)/4 = 25; relu(G+B-7) = [0,0,1,2] -> 0.75.
-# steer = 0.5 * (10+20+30+40 + 0+0+1+2) + 1 = 52.5
-EXPECTED_CONV = np.array([[25.0, 0.75]])
-EXPECTED_STEER = 52.5
-
-
-def test_hand_computed_outputs_and_activations():
-    mut = load_model(hand_functional(), RAW_CARD)
+def test_hand_computed_outputs_and_activations(hand_steering):
+    mut = load_model(hand_steering, RAW_CARD)
     assert mut.layer_sizes == {"conv": 2, "steer": 1}
     res = mut.run(FRAME)
     np.testing.assert_allclose(res.outputs, [EXPECTED_STEER], rtol=1e-6)
@@ -58,27 +26,18 @@ def test_hand_computed_outputs_and_activations():
 
 
 def test_sequential_without_input_is_built_from_card():
-    conv = keras.layers.Conv2D(2, 1, activation="relu", name="conv")
-    dense = keras.layers.Dense(1, name="steer")
-    model = keras.Sequential([conv, keras.layers.Flatten(), dense])
+    model, conv, dense = hand_steering_sequential()
     with pytest.raises(ModelError, match="input_size"):
         load_model(model, {"scale": 1.0})
     mut = load_model(model, RAW_CARD)
-    _set_hand_weights(conv, dense)
+    set_hand_weights(conv, dense)
     res = mut.run(FRAME)
     np.testing.assert_allclose(res.outputs, [EXPECTED_STEER], rtol=1e-6)
     np.testing.assert_allclose(res.activations["conv"], EXPECTED_CONV, rtol=1e-6)
 
 
 def test_nested_model_layers_are_counted_with_prefix():
-    inner_conv = keras.layers.Conv2D(2, 1, activation="relu", name="conv")
-    inner = keras.Sequential([keras.Input((2, 2, 3)), inner_conv], name="backbone")
-    inp = keras.Input((2, 2, 3))
-    dense = keras.layers.Dense(1, name="steer")
-    out = dense(keras.layers.Flatten()(inner(inp)))
-    model = keras.Model(inp, out)
-    _set_hand_weights(inner_conv, dense)
-    mut = load_model(model, RAW_CARD)
+    mut = load_model(hand_steering_nested(), RAW_CARD)
     assert mut.layer_sizes == {"backbone/conv": 2, "steer": 1}
     res = mut.run(FRAME)
     np.testing.assert_allclose(res.activations["backbone/conv"], EXPECTED_CONV, rtol=1e-6)
@@ -86,16 +45,7 @@ def test_nested_model_layers_are_counted_with_prefix():
 
 
 def test_layer_selection_patterns():
-    inp = keras.Input((4, 4, 3))
-    x = keras.layers.Rescaling(1.0, name="rescale")(inp)
-    x = keras.layers.Conv2D(3, 3, name="conv_a")(x)
-    x = keras.layers.Activation("relu", name="act")(x)
-    x = keras.layers.MaxPooling2D(name="pool")(x)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.Flatten(name="flat")(x)
-    x = keras.layers.Dense(5, name="fc")(x)
-    out = keras.layers.Dense(1, name="out")(x)
-    model = keras.Model(inp, out)
+    model = layer_zoo()
     assert list(load_model(model).layer_sizes) == ["conv_a", "act", "fc", "out"]
     assert load_model(model).layer_sizes == {"conv_a": 3, "act": 3, "fc": 5, "out": 1}
     assert list(load_model(model, exclude=["out", "act"]).layer_sizes) == ["conv_a", "fc"]
@@ -105,7 +55,7 @@ def test_layer_selection_patterns():
 
 
 def test_preprocessing_crop_resize_colour_scale():
-    model = keras.Sequential([keras.Input((2, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    model = flatten_dense(2, 4)
     card = {"input_size": [2, 4], "crop": [0.5, 0.0, 0.0, 0.0], "color": "bgr", "scale": 0.5, "offset": -1.0}
     mut = load_model(model, card)
     frame = np.zeros((1, 4, 4, 3), np.uint8)
@@ -117,8 +67,8 @@ def test_preprocessing_crop_resize_colour_scale():
     np.testing.assert_allclose(x[0, :, :, 0], -1.0)  # blue was cropped away
 
 
-def test_resize_of_large_frames_is_batched_and_consistent():
-    mut = load_model(hand_functional(), RAW_CARD)
+def test_resize_of_large_frames_is_batched_and_consistent(hand_steering):
+    mut = load_model(hand_steering, RAW_CARD)
     big = np.repeat(np.repeat(FRAME, 8, axis=1), 8, axis=2)  # 16x16, each pixel an 8x8 block
     batch = np.concatenate([big, big])
     res = mut.run(batch)
@@ -127,8 +77,8 @@ def test_resize_of_large_frames_is_batched_and_consistent():
     np.testing.assert_allclose(res.outputs, EXPECTED_STEER, rtol=1e-4)
 
 
-def test_one_forward_pass_per_batch(monkeypatch):
-    mut = load_model(hand_functional(), RAW_CARD, batch_size=4)
+def test_one_forward_pass_per_batch(monkeypatch, hand_steering):
+    mut = load_model(hand_steering, RAW_CARD, batch_size=4)
     calls = []
     original = mut._forward
 
@@ -144,20 +94,14 @@ def test_one_forward_pass_per_batch(monkeypatch):
 
 
 def test_classification_outputs_become_probabilities():
-    inp = keras.Input((2, 2, 3))
-    out = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(inp))
-    model = keras.Model(inp, out)
-    model.layers[-1].set_weights([np.zeros((12, 3), np.float32), np.array([0.0, np.log(2.0), np.log(5.0)],
-                                                                            np.float32)])
-    mut = load_model(model, {"input_size": [2, 2], "classes": ["a", "b", "c"]})
+    mut = load_model(fixed_prior_classifier(), {"input_size": [2, 2], "classes": ["a", "b", "c"]})
     assert mut.card.task == "classification"
     np.testing.assert_allclose(mut.predict(FRAME), [[1 / 8, 2 / 8, 5 / 8]], rtol=1e-6)
 
 
-def test_card_file_beside_model_is_used(tmp_path):
-    model = hand_functional()
+def test_card_file_beside_model_is_used(tmp_path, hand_steering):
     path = tmp_path / "hand.keras"
-    model.save(path)
+    hand_steering.save(path)
     (tmp_path / "hand.toml").write_text('task = "steering"\ninput_size = [2, 2]\nscale = 1.0\n')
     mut = load_model(path)
     assert mut.card.source.endswith("hand.toml")
@@ -168,8 +112,8 @@ def test_card_file_beside_model_is_used(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_round_trip_keeps_outputs_and_fingerprint(tmp_path, suffix):
-    model = hand_functional()
+def test_round_trip_keeps_outputs_and_fingerprint(tmp_path, suffix, hand_steering):
+    model = hand_steering
     before = load_model(model, RAW_CARD)
     path = tmp_path / f"m{suffix}"
     model.save(path)
@@ -179,9 +123,9 @@ def test_round_trip_keeps_outputs_and_fingerprint(tmp_path, suffix):
     assert after.fingerprint == before.fingerprint
 
 
-def test_fingerprint_changes_with_weights():
-    a = hand_functional()
-    b = hand_functional()
+def test_fingerprint_changes_with_weights(hand_steering):
+    a = hand_steering
+    b = new_hand_steering()
     b.get_layer("steer").set_weights([np.full((8, 1), 0.25, np.float32), np.array([1.0], np.float32)])
     assert load_model(a, RAW_CARD).fingerprint != load_model(b, RAW_CARD).fingerprint
 
@@ -193,9 +137,9 @@ def test_missing_path(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_truncated_file(tmp_path, suffix):
+def test_truncated_file(tmp_path, suffix, hand_steering):
     path = tmp_path / f"m{suffix}"
-    hand_functional().save(path)
+    hand_steering.save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError, match="truncated or corrupt"):
@@ -210,16 +154,9 @@ def test_file_that_is_not_a_model(tmp_path):
             load_model(path)
 
 
-def _lambda_model():
-    inp = keras.Input((2, 2, 3))
-    out = keras.layers.Dense(1)(keras.layers.Flatten()(keras.layers.Lambda(lambda t: t * 2.0)(inp)))
-    return keras.Model(inp, out)
-
-
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_lambda_bytecode_refused_unless_trusted(tmp_path, suffix):
-    path = tmp_path / f"lam{suffix}"
-    _lambda_model().save(path)
+def test_lambda_bytecode_refused_unless_trusted(lambda_steering_paths, suffix):
+    path = lambda_steering_paths[suffix]
     with pytest.raises(ModelError, match="--trust-model"):
         load_model(path, RAW_CARD)
     mut = load_model(path, RAW_CARD, trust=True)
@@ -227,20 +164,17 @@ def test_lambda_bytecode_refused_unless_trusted(tmp_path, suffix):
 
 
 def test_input_not_an_image():
-    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(1)])
     with pytest.raises(ModelError, match="not an image"):
-        load_model(model)
+        load_model(vector_input_model())
 
 
 def test_several_image_inputs_not_supported():
-    a, b = keras.Input((2, 2, 3)), keras.Input((2, 2, 3))
-    out = keras.layers.Dense(1)(keras.layers.Flatten()(keras.layers.Add()([a, b])))
     with pytest.raises(UnsupportedError, match="not supported"):
-        load_model(keras.Model([a, b], out))
+        load_model(two_image_inputs())
 
 
-def test_nan_outputs_reported_not_averaged():
-    model = hand_functional()
+def test_nan_outputs_reported_not_averaged(hand_steering):
+    model = hand_steering
     weights = model.get_layer("steer").get_weights()
     weights[1][:] = np.nan
     model.get_layer("steer").set_weights(weights)
@@ -255,8 +189,8 @@ def test_nan_outputs_reported_not_averaged():
     (np.zeros((2, 2), np.uint8), "shape"),
     ([[1, 2, 3]], "NumPy"),
 ])
-def test_bad_frames(frames, match):
-    mut = load_model(hand_functional(), RAW_CARD)
+def test_bad_frames(frames, match, hand_steering):
+    mut = load_model(hand_steering, RAW_CARD)
     with pytest.raises(InputError, match=match):
         mut.run(frames)
 
@@ -269,8 +203,8 @@ def test_bad_card_values():
 
 
 # -- output-only backends ------------------------------------------------------------------------
-def test_saved_model_is_output_only(tmp_path):
-    model = hand_functional()
+def test_saved_model_is_output_only(tmp_path, hand_steering):
+    model = hand_steering
     path = tmp_path / "saved"
     model.export(str(path), format="tf_saved_model", verbose=False)
     mut = load_model(path, RAW_CARD)
@@ -279,11 +213,11 @@ def test_saved_model_is_output_only(tmp_path):
         mut.run(FRAME)
 
 
-def test_tflite_model(tmp_path):
+def test_tflite_model(tmp_path, hand_steering):
     pytest.importorskip("ai_edge_litert")
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(hand_functional())
+    converter = tf.lite.TFLiteConverter.from_keras_model(hand_steering)
     path = tmp_path / "m.tflite"
     path.write_bytes(converter.convert())
     mut = load_model(path, RAW_CARD)

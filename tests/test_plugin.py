@@ -1,8 +1,9 @@
 """The pytest plugin, run the way a model QA team runs it: inner pytest sessions with ``pytester``.
 
-Two tiny Keras steering models stand in for real ones: ``bright`` answers the mean brightness of
-the frame (so +80 brightness moves it by about 0.3, past the 0.1 delta: the invariance test fails
-deterministically) and ``steady`` always answers 0 (every relation holds).
+Two tiny Keras steering models stand in for real ones: ``bright`` answers 1.125 times the mean
+brightness of the frame (so +80 brightness moves it by about 0.3, past the 0.1 delta: the invariance
+test fails deterministically) and ``steady`` always answers 0 (every relation holds); ``daynight``
+classifies a frame as day when its mean brightness is above 0.3. See conftest.py and toy_models.py.
 """
 
 from __future__ import annotations
@@ -39,44 +40,11 @@ def test_brightness(model_under_test, seed_images, metamorphic):
 '''
 
 
-def _save_model(path: Path, gain: float) -> Path:
-    import keras
-
-    inp = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(4, 1, activation="relu", name="conv")(inp)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    out = keras.layers.Dense(1, name="steer")(x)
-    model = keras.Model(inp, out, name=path.stem)
-    channel_gain = np.array([1.0, 0.5, 2.0, 1.0], np.float32)
-    model.get_layer("conv").set_weights([np.full((1, 1, 3, 4), 1 / 3, np.float32) * channel_gain,
-                                         np.zeros(4, np.float32)])
-    model.get_layer("steer").set_weights([np.full((4, 1), gain / 4, np.float32), np.zeros(1, np.float32)])
-    model.save(path)
-    path.with_suffix(".toml").write_text('task = "steering"\ninput_size = [32, 32]\n')
-    return path
-
-
-def _save_classifier(path: Path) -> Path:
-    """Two classes, "day" and "night": the logit margin is the mean brightness minus 0.3."""
-    import keras
-
-    inp = keras.Input((32, 32, 3))
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(inp)
-    out = keras.layers.Dense(2, activation="softmax", name="probs")(x)
-    model = keras.Model(inp, out, name=path.stem)
-    model.get_layer("probs").set_weights([np.array([[10, -10]] * 3, np.float32) / 3,
-                                          np.array([-3.0, 3.0], np.float32)])
-    model.save(path)
-    path.with_suffix(".toml").write_text('task = "classification"\ninput_size = [32, 32]\nclasses = ["day", "night"]\n')
-    return path
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    return {"bright": _save_model(folder / "bright.keras", 1.0),
-            "steady": _save_model(folder / "steady.keras", 0.0),
-            "daynight": _save_classifier(folder / "daynight.keras")}
+@pytest.fixture
+def models(brightness_steering_path, constant_steering_path, day_night_classifier_path):
+    """The session's toy models by the names the inner sessions report (conftest.py)."""
+    return {"bright": brightness_steering_path, "steady": constant_steering_path,
+            "daynight": day_night_classifier_path}
 
 
 def _run(pytester, *args):
@@ -375,6 +343,7 @@ def test_the_documented_example_module_runs(pytester, models):
 
 # -- a project that does not use the plugin -------------------------------------------------------
 
+@pytest.mark.slow  # a pytest process: 3-12 s on 2 loaded cores
 def test_quiet_in_a_project_that_does_not_use_it(pytester):
     pytester.makepyfile('''
         import sys
@@ -393,6 +362,7 @@ def test_quiet_in_a_project_that_does_not_use_it(pytester):
     assert not (pytester.path / "deeptest-report").exists()
 
 
+@pytest.mark.slow  # a pytest process: 4-9 s on 2 loaded cores
 def test_hypothesis_profile_option_loads_the_deeptest_profile(pytester):
     pytester.makepyfile('''
         from hypothesis import settings

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,8 +16,8 @@ from deeptest_iot.errors import InputError
 from deeptest_iot.results.report import DISPLAY_WIDTH, render_report, write_report
 from deeptest_iot.tasks.drawing import AFTER_BGR, BEFORE_BGR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: make the local helper importable
-from results_fixtures import detection_finding, make_run, steering_finding
+from deeptest_iot.transforms import REGISTRY, Param, TransformSpec
+from results_fixtures import detection_finding, edit_findings, make_run, steering_finding
 
 EVIL = "<script>alert(1)</script>"
 
@@ -64,12 +62,22 @@ def near(img: np.ndarray, bgr, tol: int = 40) -> int:
 
 
 @pytest.fixture
-def steering_run(tmp_path):
-    findings = [steering_finding(0, "rain", 0.3), steering_finding(1, "rain", 0.8, after=-0.4),
+def evil_transform(monkeypatch):
+    """A user's transform registered under a hostile name (darkens the frame)."""
+    spec = TransformSpec(EVIL, "photometric", (Param("amount", 0.0, 1.0, 0.0, identity=0.0, extreme=1.0),),
+                         lambda images, p, rng: (images * (1.0 - 0.5 * p["amount"])).astype("uint8"))
+    monkeypatch.setitem(REGISTRY, EVIL, spec)
+    return EVIL
+
+
+@pytest.fixture
+def steering_run(tmp_path, evil_transform):
+    """A model, a layer and a transform named EVIL; before 0.5 -> after -0.4 is 0.8 past the 0.1 delta."""
+    findings = [steering_finding(0, "rain", 0.3), steering_finding(1, "rain", 0.8, label=None, before=0.5, after=-0.4),
                 steering_finding(2, "fog", 0.1), steering_finding(3, EVIL, 0.5)]
     return make_run(tmp_path / "run", findings, tried={"rain": 80, "fog": 60, EVIL: 40},
                     model={"name": EVIL, "layers": {EVIL: 3, "dense": 10}},
-                    campaign={"transforms": ["rain", "fog", EVIL]})
+                    options={"transforms": ["rain", "fog", EVIL]})
 
 
 def test_sections_images_and_escaping(steering_run):
@@ -111,8 +119,7 @@ def test_steering_arrows_are_drawn(steering_run):
 
 def test_detection_boxes_are_drawn(tmp_path):
     run = make_run(tmp_path / "det", [detection_finding(0)], tried={"fog": 10},
-                   model={"task": "detection", "classes": ["car", "stop"]},
-                   campaign={"relation": {"name": "detection"}})
+                   model={"task": "detection", "classes": ["car", "stop"]})
     page = Page(render_report(run))
     orig, trans = (decode(a["src"]) for a in page.all("img"))
     assert near(orig, BEFORE_BGR) > 100
@@ -123,18 +130,21 @@ def test_detection_boxes_are_drawn(tmp_path):
 def test_image_paths_outside_the_folder_are_not_read(tmp_path):
     secret = tmp_path / "secret.png"
     cv2.imwrite(str(secret), np.full((10, 10, 3), 255, np.uint8))
-    finding = steering_finding(0)
-    finding["images"]["original"] = "../secret.png"
-    run = make_run(tmp_path / "run", [steering_finding(1)])
-    with open(run / "findings.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(finding) + "\n")
+    run = make_run(tmp_path / "run", [steering_finding(0), steering_finding(1)])
+
+    def tamper(finding):  # f000000's original points out of the folder
+        if finding["id"] == "f000000":
+            finding["images"]["original"] = "../secret.png"
+        return finding
+
+    edit_findings(run, tamper)
     page = Page(render_report(run))
     assert len(page.all("img")) == 2  # only the well-formed finding's pair
     assert "images of f000000 are missing" in page.plain
 
 
 def test_running_campaign_and_no_findings(tmp_path):
-    run = make_run(tmp_path / "run", [], status="running", per_severity={}, coverage_growth=[])
+    run = make_run(tmp_path / "run", [], tried={}, status="running")  # before its first batch
     page = Page(render_report(run))
     assert "still running" in page.plain
     assert "No findings" in page.plain
@@ -173,9 +183,9 @@ def test_cli_report(steering_run, tmp_path):
 
 
 def test_pattern_counts_are_not_drawn_as_fractions(tmp_path):
-    growth = [{"inputs": 0, "nc:0.5": 0.2, "tknp:1": 5}, {"inputs": 64, "nc:0.5": 0.4, "tknp:1": 40}]
-    coverage = {"nc:0.5": {"coverage": 0.4, "covered": 4, "total": 10}, "tknp:1": {"patterns": 40}}
-    run = make_run(tmp_path / "run", coverage_growth=growth, coverage=coverage)
+    run = make_run(tmp_path / "run", coverage={"nc:0.5": 0.6, "tknp:1": None})
+    growth = json.loads((run / "summary.json").read_text())["coverage_growth"]
+    assert max(p["tknp:1"] for p in growth) > 1  # TKNP counts patterns (the report tells a count by a value > 1)
     page = Page(render_report(run))
     assert len(page.all("polyline")) == 1
     assert "Not drawn (counts, not fractions): tknp:1" in page.plain

@@ -33,6 +33,7 @@ def test_shipped_files(name):
     assert rec["task"] == sm.TASKS[name] and rec["quality"] and rec["how"]
 
 
+@pytest.mark.slow  # 4-7 s on 2 loaded cores
 def test_dave2_steering_mse_under_10_percent_of_variance():
     mut = _load("dave2_steering")
     assert mut.card.task == "steering" and tuple(mut.card.input_size) == (66, 200)
@@ -54,6 +55,7 @@ def test_sign_classifier_accuracy_at_least_95_percent():
     assert np.mean(probs.argmax(1) == labels) >= 0.95
 
 
+@pytest.mark.slow  # 4-6 s on 2 loaded cores
 def test_tiny_detector_map50_at_least_0_7():
     mut = _load("tiny_detector", score_threshold=0.05)
     assert mut.card.task == "detection" and list(mut.card.classes) == ["car", "pedestrian", "sign"]

@@ -1,7 +1,7 @@
-"""The scene generator is deterministic, fast, and its ground truth is right."""
+"""The scene generator is deterministic and its ground truth is right (its speed, frames per second,
+is measured by benchmarks/bench_scenes.py: no timing assertion here)."""
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -139,11 +139,3 @@ def test_params_are_json_able():
     for p in b.params:
         json.dumps(p.to_dict())
 
-
-def test_fast_enough():
-    generate(5, seed=0)
-    t = time.perf_counter()
-    generate(200, seed=0)
-    fps = 200 / (time.perf_counter() - t)
-    # the target is 500 frames/s on one idle core; the test allows for a loaded CI machine
-    assert fps > 150, f"{fps:.0f} frames/s"

@@ -17,24 +17,9 @@ from deeptest_iot.model.convert import convert, refusal_reason  # noqa: E402
 from deeptest_iot.model.core import load_model  # noqa: E402
 from deeptest_iot.model.twin_taps import layer_of_part, layers_of_name  # noqa: E402
 from deeptest_iot.model.twins import check_twin, load_twin  # noqa: E402
+from toy_models import erfinv_steering, selu_steering, small_steering_cnn  # noqa: E402
 
 CARD = 'task = "steering"\ninput_size = [8, 8]\nscale = 1.0\n'
-
-
-def _small(name="small", size=8, units=1, activation="relu"):
-    """Rescaling(1/255) -> conv(4, relu) -> flatten -> dense: like the sample models, small."""
-    rng = np.random.default_rng(0)
-    inp = keras.Input((size, size, 3), name="frame")
-    x = keras.layers.Rescaling(1 / 255.0, name="normalise")(inp)
-    conv = keras.layers.Conv2D(4, 3, activation=activation, name="conv")
-    x = keras.layers.Flatten(name="flatten")(conv(x))
-    dense = keras.layers.Dense(units, name="steer")
-    out = dense(x)
-    model = keras.Model(inp, out, name=name)
-    conv.set_weights([rng.normal(0, 0.5, (3, 3, 3, 4)).astype(np.float32), np.array([0.1, -0.1, 0.0, 0.2], np.float32)])
-    n_in = int(np.prod(x.shape[1:]))
-    dense.set_weights([rng.normal(0, 0.1, (n_in, units)).astype(np.float32), np.zeros(units, np.float32)])
-    return model
 
 
 def _frames(n=16, size=8, seed=1):
@@ -57,7 +42,7 @@ def small(tmp_path_factory):
     """The small float model on disk, with its card, and its twins (converted once for the module)."""
     folder = tmp_path_factory.mktemp("twins")
     path = folder / "small.keras"
-    _small().save(path)
+    small_steering_cnn(8, 8).save(path)  # Rescaling(1/255) -> conv(4) -> flatten -> dense
     (folder / "small.toml").write_text(CARD)
     mut = load_model(path)
     targets = ["int8", "float16"]
@@ -189,7 +174,7 @@ def test_check_twin_reports_shared_layers(small):
 def test_twin_with_another_input_size_or_output_shape(tmp_path, small):
     _, mut, _ = small
     other = tmp_path / "other.keras"
-    _small("other", size=10).save(other)
+    small_steering_cnn(10, 10, name="other").save(other)
     (tmp_path / "other.toml").write_text(CARD.replace("[8, 8]", "[10, 10]"))
     twin = convert(load_model(other), "float16", tmp_path / "other.tflite").path
     with pytest.raises(ModelError, match="10x10 inputs but the float model takes 8x8"):
@@ -198,8 +183,8 @@ def test_twin_with_another_input_size_or_output_shape(tmp_path, small):
     with pytest.raises(ModelError, match="task is steering but the twin's is classification"):
         check_twin(mut, load_model(twin, {"task": "classification", "input_size": [8, 8]}))
     three, four = tmp_path / "three.keras", tmp_path / "four.keras"
-    _small("three", units=3).save(three)
-    _small("four", units=4).save(four)
+    small_steering_cnn(8, 8, name="three", units=3).save(three)
+    small_steering_cnn(8, 8, name="four", units=4).save(four)
     for p in (three, four):
         p.with_suffix(".toml").write_text(classifier)
     twin = convert(load_model(four), "float16", tmp_path / "four.tflite").path
@@ -226,10 +211,7 @@ def test_int8_twin_without_quantisation_parameters(tmp_path):
 
 
 def test_conversion_the_converter_refuses(tmp_path):
-    inp = keras.Input((8, 8, 3))
-    x = keras.layers.Lambda(lambda t: keras.ops.erfinv(keras.ops.tanh(t) * 0.5))(inp)
-    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(x)), name="odd")
-    mut = load_model(model, {"task": "steering", "scale": 1.0})
+    mut = load_model(erfinv_steering(), {"task": "steering", "scale": 1.0})
     with pytest.raises(ModelError) as info:
         convert(mut, "float16", tmp_path / "odd.tflite")
     message = str(info.value)
@@ -237,11 +219,10 @@ def test_conversion_the_converter_refuses(tmp_path):
     assert not (tmp_path / "odd.tflite").exists()
 
 
+@pytest.mark.slow  # converts in a child process that crashes: 15-22 s on 2 loaded cores
 def test_converter_crash_is_a_clear_error(tmp_path):
     """TF 2.21's converter segfaults on full-integer int8 of a SELU: the CLI converts in a child process."""
-    inp = keras.Input((8, 8, 3))
-    x = keras.layers.Activation("selu", name="act")(keras.layers.Conv2D(2, 3, name="conv")(inp))
-    keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(x)), name="selu").save(tmp_path / "selu.keras")
+    selu_steering().save(tmp_path / "selu.keras")
     (tmp_path / "selu.toml").write_text(CARD)
     result = CliRunner().invoke(main, ["convert", str(tmp_path / "selu.keras"), "--to", "int8"])
     assert result.exit_code == 2, result.output

@@ -48,7 +48,7 @@ def run(config_file, junit, quiet, **options):
                f"{s['inputs_tried']} inputs, error rate {s['error_rate']:.1%}, in {s['duration_s']:.1f}s -> "
                f"{result.out_dir}")
     failing = (s.get("campaign") or {}).get("seed_failures")
-    if failing and failing["count"]:
+    if failing and failing.get("known") and failing["count"]:
         how = {"skip": "not searched", "test": "counted apart"}.get(failing["policy"], "counted as the others")
         click.echo(f"  the model is already wrong on {failing['count']} of {failing['seeds']} seeds ({how})")
     for warning in s.get("warnings") or []:

@@ -20,7 +20,7 @@ from deeptest_iot.engine.mutants import build_images, pool
 from deeptest_iot.engine.options import SAMPLE_MODEL, CampaignOptions
 from deeptest_iot.engine.progress import Progress
 from deeptest_iot.engine.search import make_strategy
-from deeptest_iot.engine.summary import build_summary, model_info
+from deeptest_iot.engine.summary import build_summary, campaign_record, model_info
 from deeptest_iot.errors import ConfigError, DeeptestError, OutputError
 from deeptest_iot.fileio import ensure_dir
 from deeptest_iot.results.writer import (CHECKPOINT, FINDINGS, CampaignStats, FindingsWriter, read_checkpoint,
@@ -198,12 +198,10 @@ class Campaign:
         if checkpoint is not None:
             self.check.batches = checkpoint["batches"]
         self.model_info = model_info(self.mut)
-        self.campaign_info = {**opts.replay_dict(), "budget": opts.budget, "time": opts.time,
-                              "transforms": self.transform_names, "seeds_used": seeds_description(opts, self.seeds),
-                              "seeds_notes": list(getattr(self.seeds, "notes", [])),
-                              "frame_size": list(self.seeds.images.shape[1:3]),  # the working size in force
-                              "profile_source": self.profile_source, "relation": self.oracle.config(),
-                              "seed_failures": self.seed_failures}
+        self.campaign_info = campaign_record(
+            opts, transforms=self.transform_names, seeds_used=seeds_description(opts, self.seeds),
+            seeds_notes=getattr(self.seeds, "notes", []), frame_size=self.seeds.images.shape[1:3],
+            profile_source=self.profile_source, relation=self.oracle.config(), seed_failures=self.seed_failures)
         self.start = time.perf_counter()
         self.stopped_by = None  # budget | time | plan | rejections, once the loop ends
 
@@ -211,11 +209,12 @@ class Campaign:
         """Which seeds the model already gets wrong by their labels: skipped (the search sees only the
         others) or, with --failing-seeds test, kept and counted apart. Returns (mask or None, summary)."""
         failing = task.seed_failures(self.oracle, self.ref.outputs, self.labels, self.seeds.images.shape[1:3])
-        if failing is None:
-            return None, None
+        n = len(self.seeds.images)
+        if failing is None:  # no labels to tell
+            return None, {"known": False, "count": 0, "seeds": n, "policy": self.opts.failing_seeds, "ids": []}
         failing = np.asarray(failing, bool)
-        n, k = len(failing), int(failing.sum())
-        info = {"count": k, "seeds": n, "policy": self.opts.failing_seeds,
+        k = int(failing.sum())
+        info = {"known": True, "count": k, "seeds": n, "policy": self.opts.failing_seeds,
                 "ids": [self.seeds.ids[int(i)] for i in np.flatnonzero(failing)[:20]]}
         if not k or self.opts.failing_seeds == "count":
             if k:

@@ -29,9 +29,20 @@ def model_info(mut) -> dict:
             "layers": mut.layer_sizes, "neurons": mut.neurons}
 
 
+def campaign_record(opts, *, transforms: list, seeds_used: str, seeds_notes: list, frame_size, profile_source,
+                    relation: dict, seed_failures: dict | None) -> dict:
+    """summary.json's ``campaign``: the options that define the findings, the budget and time, and
+    what the campaign resolved (transforms, seeds, working frame size, profile, relation)."""
+    return {**opts.replay_dict(), "budget": opts.budget, "time": opts.time, "transforms": list(transforms),
+            "seeds_used": seeds_used, "seeds_notes": list(seeds_notes), "frame_size": list(frame_size),
+            "profile_source": profile_source, "relation": relation, "seed_failures": seed_failures}
+
+
 def build_summary(*, model: dict, campaign: dict, status: str, stats, tracker, duration_s: float,
-                  seeds: int | None = None, **extra: Any) -> dict:
-    """The summary of a run: its settings, status, counts, per-transform tables and coverage."""
+                  seeds: int | None = None, notes: list | None = None, warnings: list | None = None,
+                  **extra: Any) -> dict:
+    """The summary of a run: its settings, status, counts, per-transform tables and coverage, and
+    what the start-up checks said (``notes``; ``warnings`` fail the run)."""
     summary = {"format": FORMAT, "tool": {"name": "deeptest-iot", "version": __version__},
                "libraries": libraries(), "model": model, "campaign": campaign, "status": status,
                "inputs_tried": stats.tried, "inputs_rejected": stats.rejected, "findings": stats.found}
@@ -41,5 +52,7 @@ def build_summary(*, model: dict, campaign: dict, status: str, stats, tracker, d
     summary.update(stats.tables())
     summary["coverage"] = tracker.summary()["criteria"] if tracker is not None else {}
     summary["coverage_growth"] = stats.growth if tracker is not None else []
+    summary["notes"] = list(notes or [])
+    summary["warnings"] = list(warnings or [])
     summary.update(extra)
     return summary

@@ -281,7 +281,7 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
 
 def _seed_failure_share(summary: dict) -> float | None:
     info = (summary.get("campaign") or {}).get("seed_failures")
-    if not isinstance(info, dict) or not info.get("seeds"):
+    if not isinstance(info, dict) or not info.get("seeds") or not info.get("known", True):
         return None
     return float(info["count"]) / float(info["seeds"])
 

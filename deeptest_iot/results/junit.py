@@ -9,7 +9,9 @@ transform in it; the failure text names each worst example's chain.
 
 When a test case fails: its error rate (findings / inputs tried with that transform) is above
 ``max_error_rate`` (default 0.0, so any finding fails it). When the number of inputs tried is not
-recorded, any finding fails it. A transform with zero inputs tried is ``skipped``. A campaign whose
+recorded, any finding fails it. A transform with zero inputs tried is ``skipped``: one of the
+campaign's transforms (``campaign.transforms``) that no input was made with, or a
+``per_transform`` row with ``tried`` 0. A campaign whose
 status is not ``complete`` adds one test case ``campaign status`` carrying an ``error``, so a
 killed campaign never passes a CI job. A failure carries the counts, the error rate, the
 violations, and the image paths of the worst findings (largest violation first).
@@ -66,8 +68,13 @@ def _cases(run: RunFolder) -> dict[tuple[str, str], dict]:
     for transform in table:
         if transform not in seen:
             cases[(default_relation, transform)] = {"tried": None, "findings": []}
+    # The campaign's transforms that made no input: the writer keeps no row for them.
+    listed = (run.summary.get("campaign") or {}).get("transforms")
+    unused = {t for t in (listed if isinstance(listed, list) else []) if isinstance(t, str)} - set(table) - seen
+    for transform in unused:
+        cases[(default_relation, transform)] = {"tried": None, "findings": []}
     for (relation, transform), case in cases.items():
-        case["tried"] = (table.get(transform) or {}).get("tried")
+        case["tried"] = 0 if transform in unused else (table.get(transform) or {}).get("tried")
     return dict(sorted(cases.items()))
 
 
