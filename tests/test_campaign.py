@@ -153,11 +153,17 @@ def test_resume_after_kill_minus_9(workdir, tmp_path):
             "--strategy", "deephunter", "--budget", "400", "--batch-size", "16", "--seed", "2",
             "--transforms", "brightness,fog,rotation", "--coverage", "nc:0.5,kmnc:4", "--out", str(out), "-q"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
+    # Kill it once it has checkpointed a few batches; waiting on the checkpoint, not on the clock (a
+    # loaded machine took over 2 minutes to start TensorFlow, and a kill before the first checkpoint
+    # leaves nothing to resume). If it finishes first, resuming a finished campaign must work too.
+    deadline = time.time() + 900
+    while proc.poll() is None:
         ckpt = out / "checkpoint.json"
         if ckpt.exists() and json.loads(ckpt.read_text() or "{}").get("batches", 0) >= 3:
             break
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("the campaign wrote no checkpoint in 15 minutes")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
