@@ -2,8 +2,12 @@
 
 Usage::
 
-    python benchmarks/calibrate_realism.py [--data DIR] [--frames 300] [--chains 3000]
-        [--sheet docs/images/realism-sheet.jpg] [--speed] [--learned]
+    python benchmarks/calibrate_realism.py [--data DIR] [--frames 300] [--chains 3000] [--detail]
+        [--findings MODEL|sample] [--sheet docs/images/realism-sheet.jpg]
+        [--pearson-sheet docs/images/realism-pearson.jpg] [--speed] [--learned] [--no-sweep]
+
+Everything (``--detail --sheet ... --pearson-sheet ... --speed --learned``) takes about 15 minutes
+on 2 cores; the parts alone take a few minutes each.
 
 Reads a folder of real dashcam frames (default: the udacity-dev development set beside the
 repository, ``../shared/data/udacity-dev``, or ``$DEEPTEST_DEV_DATA``); the project itself never
@@ -16,7 +20,10 @@ needs it. ``--frames`` frames spread evenly over the folder are resized to the w
    distinct names, at most one affine link, as the campaign draws them) and random 6-link chains
    (what issue 13 saw): acceptance per family, and issue 13's measure on the accepted mutants:
    the share whose plain Pearson correlation with the seed on a small grey copy is below 0.3
-   (at 32x64, and at 24x32 and 60x80 to show the figure does not hinge on the copy's size);
+   (at 32x64, and at 24x32 and 60x80 to show the figure does not hinge on the copy's size); with
+   ``--findings MODEL``, the same on the mutants whose steering answer moves by more than 0.1 rad
+   (findings as the steering relation without labels would flag them); ``--pearson-sheet`` writes
+   mutants on which plain Pearson correlation and the gate disagree;
 3. with ``--sheet``, a contact sheet of mutants just below and just above each family's threshold;
 4. with ``--speed``, similarity throughput at 160x320 and 66x200, against the sample steering
    model's inference throughput in the same run (timings on a shared machine are indicative);
@@ -45,6 +52,7 @@ from deeptest_iot.transforms import REGISTRY, Chain, get
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "udacity-dev"
 SEVERITIES = tuple(round(0.1 * k, 1) for k in range(1, 11))
+FINDING_DELTA = 0.1  # rad: the steering relation's default delta without labels
 HOW_TO_GET = """\
 No frames found in {path}.
 This benchmark needs a folder of real front-camera dashcam frames (JPEG or PNG, any size; a few
@@ -144,11 +152,15 @@ def sweep(frames, gate: RealismGate, detail: bool) -> dict:
 
 
 # --- 2. random chains ------------------------------------------------------------------------------
-def chain_study(frames, gate: RealismGate, n: int, rng, label: str, links) -> dict:
+def chain_study(frames, gate: RealismGate, n: int, rng, label: str, links, model=None,
+                pearson_sheet: Path | None = None) -> dict:
     chains = [random_chain(rng, int(rng.integers(links[0], links[1] + 1))) for _ in range(n)]
     idx, mutants = apply_each(frames, chains, rng)
     seeds = frames[idx]
     r = gate(seeds, mutants, chains)
+    finding = None
+    if model is not None:  # findings: the steering answer moved by more than the relation's delta
+        finding = np.abs(np.ravel(model.predict(mutants)) - np.ravel(model.predict(seeds))) > FINDING_DELTA
     sim = {size: similarity(seeds, mutants, chains, size) for size in ((32, 64), (24, 32), (60, 80))}
     fams = [family_label(c) for c in chains]
     geo = np.array(["geometric" in chain_families(c) for c in chains])
@@ -165,7 +177,13 @@ def chain_study(frames, gate: RealismGate, n: int, rng, label: str, links) -> di
               f"{np.median(sc):5.2f}  {100 * (1 - r.ok[sel].mean()):5.1f}%")
     out = {"n": n, "links": list(links), "rejected": float(1 - r.ok.mean()), "families": groups}
     print(f"  all: {100 * (1 - r.ok.mean()):.1f}% rejected")
-    for part, sel in (("without a geometric link", ~geo), ("with a geometric link (warp undone)", geo)):
+    parts = [("without a geometric link", ~geo), ("with a geometric link (warp undone)", geo)]
+    if finding is not None:
+        print(f"  findings (|steering change| > {FINDING_DELTA} rad, no labels): "
+              f"{finding.sum()} of {n}, {(finding & r.ok).sum()} of them accepted by the gate")
+        parts += [("findings without a geometric link", ~geo & finding),
+                  ("findings with a geometric link", geo & finding)]
+    for part, sel in parts:
         acc = sel & r.ok
         if not sel.any():
             continue
@@ -176,12 +194,40 @@ def chain_study(frames, gate: RealismGate, n: int, rng, label: str, links) -> di
               f"before the gate / among accepted: " + ", ".join(
                   f"{s[0]}x{s[1]} {100 * before[s]:.1f}% / {100 * after[s]:.1f}%" for s in sim)
               + f"; gate score < 0.3 among accepted: {100 * gate_low:.1f}%")
-        key = "nongeometric" if part.startswith("without") else "geometric"
+        key = ("findings_" if part.startswith("findings") else "") + ("geometric" if "with a" in part else "nongeometric")
         out[key] = {"n": int(sel.sum()), "accepted": int(acc.sum()),
                     "pearson_below_0.3_before": {f"{s[0]}x{s[1]}": v for s, v in before.items()},
                     "pearson_below_0.3_accepted": {f"{s[0]}x{s[1]}": v for s, v in after.items()},
                     "score_below_0.3_accepted": gate_low}
+    if pearson_sheet is not None:
+        plain = sim[(32, 64)].pearson
+        write_pearson_sheet(pearson_sheet, seeds, mutants, chains, plain, r.score, rng)
     return out
+
+
+def write_pearson_sheet(path: Path, seeds, mutants, chains, plain, score, rng, per_side: int = 3) -> None:
+    """Why the gate does not threshold plain Pearson correlation: left, mutants it calls
+    unrecognisable (< 0.3) that still show the scene; right, near-flat mutants it calls similar."""
+    left = np.flatnonzero((plain < 0.3) & (score >= 0.6))
+    right = np.flatnonzero((plain >= 0.8) & (score < 0.25))
+    tiles = []
+    for ids in (left, right):
+        pick = list(rng.choice(ids, min(per_side, ids.size), replace=False)) if ids.size else []
+        for i in pick:
+            tiles.append(_tile(seeds[i], mutants[i], f"plain Pearson {plain[i]:.2f}, gate score {score[i]:.2f}\n"
+                                                     f"{chains[i].name[:44]}"))
+        tiles += [np.full((108, 226, 3), 255, np.uint8)] * (per_side - len(pick))
+    parts = []
+    for k, t in enumerate(tiles):
+        parts.append(t)
+        if k < len(tiles) - 1:
+            parts.append(np.full((t.shape[0], 14 if k == per_side - 1 else 4, 3), 0 if k == per_side - 1 else 255,
+                                 np.uint8))
+    img = np.concatenate(parts, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    print(f"  Pearson sheet {path}: {left.size} mutants with plain Pearson < 0.3 but gate score >= 0.6, "
+          f"{right.size} with plain Pearson >= 0.8 but gate score < 0.25")
 
 
 # --- 3. contact sheet ------------------------------------------------------------------------------
@@ -334,7 +380,11 @@ def main() -> int:
     ap.add_argument("--detail", action="store_true", help="also print the sweep per transform")
     ap.add_argument("--sheet", type=Path, help="write the contact sheet (JPEG) here")
     ap.add_argument("--sheet-chains", type=int, default=1500, help="random chains per family for the sheet")
+    ap.add_argument("--pearson-sheet", type=Path, help="write the sheet of plain-Pearson failures (JPEG) here")
     ap.add_argument("--speed", action="store_true", help="measure similarity throughput")
+    ap.add_argument("--findings", metavar="MODEL",
+                    help="also judge findings: mutants whose steering answer moves by more than 0.1 rad under "
+                         "MODEL (a steering model file with its card beside it, or 'sample' for dave2_steering)")
     ap.add_argument("--learned", action="store_true", help="train and measure the learned gate")
     ap.add_argument("--no-sweep", action="store_true", help="skip parts 1 and 2")
     ap.add_argument("--train-frames", type=int, help="learned gate: first N frames to train on (default 2/3)")
@@ -354,8 +404,17 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     if not args.no_sweep:
         figures["sweep"] = sweep(frames, gate, args.detail)
-        figures["chains_1_3"] = chain_study(frames, gate, args.chains, rng, "as the campaign draws them", (1, 3))
-        figures["chains_6"] = chain_study(frames, gate, args.chains, rng, "issue 13's length", (6, 6))
+        model = None
+        if args.findings:
+            from deeptest_iot import sample_models
+            from deeptest_iot.model.core import load_model
+
+            path = sample_models.path("dave2_steering") if args.findings == "sample" else Path(args.findings)
+            model = load_model(path)
+            print(f"proxy findings: steering model {path}")
+        figures["chains_1_3"] = chain_study(frames, gate, args.chains, rng, "as the campaign draws them", (1, 3), model,
+                                            args.pearson_sheet)
+        figures["chains_6"] = chain_study(frames, gate, args.chains, rng, "issue 13's length", (6, 6), model)
     if args.sheet:
         figures["sheet"] = contact_sheet(args.sheet, frames, gate, args.sheet_chains, rng)
     if args.speed:

@@ -275,10 +275,13 @@ def _smooth(n: int, seed: int) -> np.ndarray:
     return np.stack(out)
 
 
+TINY = dict(size=(16, 32), seed=3, filters=(8, 8, 8), latent=4)
+TINY_FIT = dict(epochs=15, batch_size=16, learning_rate=5e-3)
+
+
 @pytest.fixture(scope="module")
 def tiny_gate():
-    return LearnedGate(size=(16, 32), seed=3, filters=(8, 8, 8), latent=4).fit(_smooth(96, 0), epochs=40,
-                                                                                   batch_size=16, learning_rate=5e-3)
+    return LearnedGate(**TINY).fit(_smooth(64, 0), **TINY_FIT)
 
 
 def test_learned_gate_flags_noise(tiny_gate):
@@ -293,12 +296,15 @@ def test_learned_gate_flags_noise(tiny_gate):
     assert tiny_gate.score(big).shape == (1,)
 
 
-def test_learned_gate_is_deterministic_and_round_trips(tiny_gate, tmp_path):
-    again = LearnedGate(size=(16, 32), seed=3, filters=(8, 8, 8), latent=4).fit(_smooth(96, 0), epochs=40,
-                                                                                 batch_size=16, learning_rate=5e-3)
+def test_learned_gate_is_deterministic(tiny_gate):
     frames = _smooth(8, 5)
+    again = LearnedGate(**TINY).fit(_smooth(64, 0), **TINY_FIT)
     assert again.threshold == tiny_gate.threshold
     assert np.array_equal(again.score(frames), tiny_gate.score(frames))
+
+
+def test_learned_gate_round_trips(tiny_gate, tmp_path):
+    frames = _smooth(8, 5)
     path = tiny_gate.save(tmp_path / "gate")
     assert path.name == "gate.keras" and (tmp_path / "gate.json").is_file()
     meta = json.loads((tmp_path / "gate.json").read_text())
