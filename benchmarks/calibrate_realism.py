@@ -271,6 +271,8 @@ def contact_sheet(path: Path, frames, gate: RealismGate, n: int, rng, per_side: 
             below = np.flatnonzero(r.score < thr) if not lowest else np.argsort(r.score)[:per_side]
         if not above.size:  # e.g. geometric: a warp that keeps enough scores near 1
             above = np.argsort(r.score)[np.sort(r.score) >= thr][:per_side * 4]
+        if lowest:  # show the next lowest as "above", not the same mutants twice
+            above = np.argsort(r.score)[per_side:per_side * 5]
         counts[fam] = {"chains": n, "rejected": float(1 - r.ok.mean()), "below_band": int(below.size),
                        "above_band": int(above.size)}
         tiles = []
@@ -279,7 +281,7 @@ def contact_sheet(path: Path, frames, gate: RealismGate, n: int, rng, per_side: 
                 if ids.size else []
             for i in pick:
                 name = chains[i].name if len(chains[i].name) <= 44 else chains[i].name[:41] + "..."
-                what = "lowest of all, " if side == "below" and lowest else ""
+                what = "lowest, " if side == "below" and lowest else ""
                 tiles.append(_tile(frames[idx[i]], mutants[i],
                                    f"{fam} (threshold {thr:.2f}): {what}score {r.score[i]:.2f}\n{name}"))
             while len(tiles) < (per_side if side == "below" else 2 * per_side):

@@ -27,7 +27,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ __all__ = ["CONTRAST_FLOOR", "DEFAULT_SIZE", "DEFAULT_THRESHOLDS", "FAMILIES", "
            "Realism", "RealismGate", "Similarity", "aligned_copies", "band_pass", "chain_families",
            "chain_matrix", "pearson", "realism_scores", "similarity", "small_grey"]
 
-#: (height, width) of the grey copies compared. See docs/realism.md, "Why 32 x 64".
+#: (height, width) of the grey copies compared; docs/realism.md says why.
 DEFAULT_SIZE = (32, 64)
 #: Transform families (``deeptest_iot.transforms.KINDS``), in registry order.
 FAMILIES = ("photometric", "geometric", "weather", "sensor")
