@@ -194,7 +194,8 @@ def chain_study(frames, gate: RealismGate, n: int, rng, label: str, links, model
               f"before the gate / among accepted: " + ", ".join(
                   f"{s[0]}x{s[1]} {100 * before[s]:.1f}% / {100 * after[s]:.1f}%" for s in sim)
               + f"; gate score < 0.3 among accepted: {100 * gate_low:.1f}%")
-        key = ("findings_" if part.startswith("findings") else "") + ("geometric" if "with a" in part else "nongeometric")
+        key = ("findings_" if part.startswith("findings") else "") + \
+            ("geometric" if "with a" in part else "nongeometric")
         out[key] = {"n": int(sel.sum()), "accepted": int(acc.sum()),
                     "pearson_below_0.3_before": {f"{s[0]}x{s[1]}": v for s, v in before.items()},
                     "pearson_below_0.3_accepted": {f"{s[0]}x{s[1]}": v for s, v in after.items()},

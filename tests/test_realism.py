@@ -188,6 +188,11 @@ def test_gate_verdict_and_threshold_per_item(frames):
                                                                           DEFAULT_THRESHOLDS["photometric"]]
 
 
+def test_empty_batch(frames):
+    r = RealismGate()(frames[:0], frames[:0], [])
+    assert r.score.shape == r.ok.shape == r.threshold.shape == (0,)
+
+
 def test_bad_input_is_reported(frames):
     with pytest.raises(InputError, match="one chain per mutant"):
         similarity(frames, frames, [get("fog", severity=0.1)])

@@ -17,7 +17,7 @@ Everything works on batches (N, H, W, 3) uint8 RGB. The small copies take one Op
 conversion and one area resize per few hundred frames (the batch stacked into one tall image, see
 :func:`small_grey`); undoing warps is one ``cv2.warpAffine`` per warped mutant on a copy already
 reduced to twice the comparison size; band-pass, masks and correlations are batched NumPy. The only
-per-item Python work is reading each chain's matrix and families (cached per distinct chain).
+per-item Python work is reading each chain's matrix and families (once per chain object).
 This module imports TensorFlow only when a :class:`LearnedGate` is fitted or loaded.
 """
 
@@ -27,6 +27,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
 import cv2
@@ -44,7 +45,8 @@ DEFAULT_SIZE = (32, 64)
 FAMILIES = ("photometric", "geometric", "weather", "sensor")
 #: Lowest score at which a mutant of each family still shows the same road scene. Calibrated on real
 #: dashcam frames by benchmarks/calibrate_realism.py; the evidence is in docs/realism.md.
-DEFAULT_THRESHOLDS: Mapping[str, float] = {"photometric": 0.45, "geometric": 0.4, "weather": 0.4, "sensor": 0.45}
+DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
+    {"photometric": 0.45, "geometric": 0.4, "weather": 0.4, "sensor": 0.45})
 #: A warp must keep at least this share of the seed frame in view, else the mutant scores 0.
 MIN_KEPT = 0.08
 #: Below this ratio of detail (band-pass standard deviation, the weaker copy over the stronger) the
@@ -383,19 +385,19 @@ def _similarity(a, b, mask, warped, singular, min_kept: float, contrast_floor: f
     plain = np.flatnonzero(~warped)
     idx = np.flatnonzero(warped)
     if plain.size:
-        ha[plain] = band_pass(a[plain]).reshape(plain.size, -1)
-        hb[plain] = band_pass(b[plain]).reshape(plain.size, -1)
+        ha[plain] = band_pass(a[plain]).reshape(plain.size, h * w)
+        hb[plain] = band_pass(b[plain]).reshape(plain.size, h * w)
     if idx.size:
-        ha[idx] = band_pass(a[idx], mask[idx]).reshape(idx.size, -1)
-        hb[idx] = band_pass(b[idx], mask[idx]).reshape(idx.size, -1)
-    wts = None if not idx.size else mask.reshape(n, -1)
+        ha[idx] = band_pass(a[idx], mask[idx]).reshape(idx.size, h * w)
+        hb[idx] = band_pass(b[idx], mask[idx]).reshape(idx.size, h * w)
+    wts = None if not idx.size else mask.reshape(n, h * w)
     sa, sb, corr = _moments(ha, hb, wts)
     with np.errstate(divide="ignore", invalid="ignore"):
         contrast = np.where(np.maximum(sa, sb) > 0, np.minimum(sa, sb) / np.maximum(sa, sb), 1.0)
     visible = np.minimum(1.0, contrast / contrast_floor) if contrast_floor > 0 else np.ones(n)
     score = np.where((sa < _FLAT) & (sb < _FLAT), 1.0, corr * visible)
-    glob = _moments(np.asarray(a).reshape(n, -1), b.reshape(n, -1), wts)[2]
-    kept = mask.reshape(n, -1).mean(axis=1)
+    glob = _moments(np.asarray(a).reshape(n, h * w), b.reshape(n, h * w), wts)[2]
+    kept = mask.reshape(n, h * w).mean(axis=1)
     gone = (kept < min_kept) | singular
     score, corr, glob = (np.where(gone, 0.0, v) for v in (score, corr, glob))
     return Similarity(score, corr, contrast, glob, kept, warped)
