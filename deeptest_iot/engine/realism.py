@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 
 from deeptest_iot.errors import ConfigError, InputError, ModelError
+from deeptest_iot.tasks.base import per_chain, per_input_chains
+from deeptest_iot.transforms import as_chain
 
 __all__ = ["CONTRAST_FLOOR", "DEFAULT_SIZE", "DEFAULT_THRESHOLDS", "FAMILIES", "MIN_KEPT", "LearnedGate",
            "Realism", "RealismGate", "Similarity", "aligned_copies", "band_pass", "chain_families",
@@ -119,87 +121,23 @@ def small_grey(images, size=DEFAULT_SIZE) -> np.ndarray:
 
 
 # --- chains ---------------------------------------------------------------------------------------
-def _links(chain) -> list:
-    """The transforms of ``chain`` in order: a Chain, a Transform, a list of them, engine links
-    (objects with ``.transform``) or cases (objects with ``.transforms``); None is no transform."""
-    from deeptest_iot.transforms import Chain, Transform
-
-    if isinstance(chain, Chain):
-        return list(chain.transforms)
-    if isinstance(chain, Transform):
-        return [chain]
-    if chain is None:
-        return []
-    inner = getattr(chain, "transforms", None)
-    if isinstance(inner, (list, tuple)):
-        return [t for item in inner for t in _links(item)]
-    if isinstance(chain, (list, tuple)):
-        return [t for item in chain for t in _links(item)]
-    if hasattr(chain, "transform") and not hasattr(chain, "kind"):
-        return _links(chain.transform)
-    if not hasattr(chain, "kind"):
-        raise InputError(f"a chain holds transforms (objects with .kind and .matrix), got {chain!r}")
-    return [chain]
-
-
-def _families(links) -> frozenset:
-    return frozenset(link.kind for link in links if not bool(getattr(link, "is_identity", False)))
-
-
-def _matrix(links, h: int, w: int) -> np.ndarray | None:
-    total = None
-    for link in links:
-        fn = getattr(link, "matrix", None)
-        m = fn(h, w) if fn is not None else None
-        if m is None:
-            continue
-        m = np.asarray(m, dtype=np.float64)
-        if m.shape != (3, 3) or not np.isfinite(m).all():
-            raise InputError(f"{link!r}: matrix must be a finite 3x3 array, got {m!r}")
-        total = m if total is None else m @ total
-    if total is not None and (total == _EYE).all():
-        return None
-    return total
-
-
 def chain_families(chain) -> frozenset:
     """The families (transform kinds) of the links of ``chain`` that change the image."""
-    return _families(_links(chain))
+    return frozenset(t.kind for t in as_chain(chain) if not t.is_identity)
 
 
 def chain_matrix(chain, h: int, w: int) -> np.ndarray | None:
-    """3x3 matrix mapping seed pixel coordinates to mutant ones (the product of the links'
-    matrices in application order), or None when no link moves pixels."""
-    return _matrix(_links(chain), h, w)
-
-
-def _per_item(chains, n: int) -> list:
-    """One chain per mutant: ``chains`` is None, one chain (Chain or Transform) for the whole batch,
-    or a list/tuple of n chains (each a Chain, a Transform, a list of Transforms, or None)."""
-    if chains is None:
-        return [None] * n
-    if isinstance(chains, (list, tuple)) and not hasattr(chains, "kind"):
-        if len(chains) != n:
-            raise InputError(f"chains must be one chain for the whole batch (a Chain or a Transform) or a "
-                             f"list of one chain per mutant ({n}), got a list of {len(chains)}; wrap a chain "
-                             "given as a list of transforms in deeptest_iot.transforms.Chain([...])")
-        return list(chains)
-    return [chains] * n
+    """3x3 matrix mapping seed pixel coordinates to mutant ones (``Chain.matrix``), or None when
+    no link moves pixels."""
+    m = as_chain(chain).matrix(h, w)
+    return None if m is None or (m == _EYE).all() else m
 
 
 def _chain_info(chains, n: int, h: int, w: int) -> tuple[list, list]:
-    """Per mutant: the chain's matrix (or None) and its families, computed once per chain object."""
-    cache: dict[int, tuple] = {}
-    mats, fams = [], []
-    for c in _per_item(chains, n):
-        key = id(c)  # the list holds every chain for the whole call, so ids are not reused
-        if key not in cache:
-            links = _links(c)
-            cache[key] = (_matrix(links, h, w), _families(links))
-        m, f = cache[key]
-        mats.append(m)
-        fams.append(f)
-    return mats, fams
+    """Per mutant: the chain's matrix (or None) and its families, computed once per chain object.
+    ``chains`` is None, one chain (or transform) for the batch, or one per mutant."""
+    info = per_chain(per_input_chains(chains, n, "mutant"), lambda c: (chain_matrix(c, h, w), chain_families(c)))
+    return [m for m, _ in info], [f for _, f in info]
 
 
 # --- aligning a mutant with its seed --------------------------------------------------------------
