@@ -196,7 +196,7 @@ def test_bad_input_is_reported(frames):
         similarity(frames, frames.astype(np.float32))
     with pytest.raises(InputError, match="same frame size"):
         similarity(frames, frames[:, :48])
-    with pytest.raises(InputError, match="chain holds transforms"):
+    with pytest.raises(ConfigError, match="expected a Transform, a Chain or a list of transforms"):
         similarity(frames, frames, [object()] * len(frames))
     with pytest.raises(ConfigError, match="unknown transform family"):
         RealismGate({"lighting": 0.3})
