@@ -137,6 +137,7 @@ def make_run(root, findings: list[Finding] | None = None, tried: dict[str, int] 
     (a dict is merged into the written one), e.g. ``tool={"version": "0.2.0"}``.
     """
     from deeptest_iot.engine.options import CampaignOptions
+    from deeptest_iot.engine.gates import Gates
     from deeptest_iot.engine.summary import build_summary, campaign_record, model_info
     from deeptest_iot.engine.tracking import make_tracker
     from deeptest_iot.model.card import ModelCard
@@ -170,10 +171,12 @@ def make_run(root, findings: list[Finding] | None = None, tried: dict[str, int] 
     campaign = campaign_record(opts, transforms=transforms, seeds_used=f"generated:{opts.n_seeds}", seeds_notes=[],
                                frame_size=(H, W), profile_source=profile_source, relation=oracle.config(),
                                seed_failures={"known": seed_mse is not None, "count": 0, "seeds": opts.n_seeds,
-                                              "policy": opts.failing_seeds, "ids": []})
+                                              "policy": opts.failing_seeds, "ids": []},
+                               gates=Gates(opts.realism).describe())
 
     # The findings: judged by the oracle, written by the writer.
     writer = FindingsWriter(root)
+    gates = Gates(opts.realism)
     records, pairs, violations = [], [], {}
     for f in findings:
         verdicts = _judge(oracle, f)
@@ -182,11 +185,13 @@ def make_run(root, findings: list[Finding] | None = None, tried: dict[str, int] 
         if f.violation is not None and not math.isclose(verdicts.violation[0], f.violation, abs_tol=1e-9):
             raise ValueError(f"finding {f.case} ({f.name}): the oracle finds violation {verdicts.violation[0]!r}, "
                              f"not {f.violation!r}")
+        seed = frame(f.case)
+        mutant = f.chain(seed[None])[0]
+        realism = gates(seed[None], mutant[None], [f.chain]).record([0])[0]  # as a campaign records it
         records.append(finding_record(verdicts, 0, case=f.case, seed_id=f"scene-{opts.seed}-{f.case}",
                                       seed_index=f.case, transform=f.name, chain=f.chain.to_json(),
-                                      severity=f.chain.severity, coverage_gain=f.coverage_gain))
-        seed = frame(f.case)
-        pairs.append((seed, f.chain(seed[None])[0]))
+                                      severity=f.chain.severity, coverage_gain=f.coverage_gain, **realism))
+        pairs.append((seed, mutant))
         violations[id(f)] = float(verdicts.violation[0])
     writer.append(records, pairs)
 

@@ -71,27 +71,44 @@ def inspect(model_path, card_path, task, include, exclude, trust_model, as_json,
               help="Generated scenes to profile when no --seeds are given.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated scenes.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Profile file [MODEL with .profile.npz].")
-def profile(model_path, card_path, task, include, exclude, trust_model, seeds, n_seeds, seed, out):
-    """Profile MODEL's counted neurons over training frames (min, max, mean, std in one streaming pass),
-    for KMNC, NBC and SNAC. `run` picks up MODEL.profile.npz by itself."""
+@click.option("--learned-gate", is_flag=True, help="Also train the learned realism gate on these frames (a small "
+              "autoencoder, as SelfOracle) and save it as MODEL.gate.keras; campaigns use it when it is there.")
+def profile(model_path, card_path, task, include, exclude, trust_model, seeds, n_seeds, seed, out, learned_gate):
+    """Profile MODEL's counted neurons over training frames (min, max, mean, std in one streaming pass:
+    memory holds one batch), for KMNC, NBC and SNAC. `run` picks up MODEL.profile.npz by itself."""
     from pathlib import Path
 
     from deeptest_iot.coverage import Profile
     from deeptest_iot.data.scenes import generate
-    from deeptest_iot.data.seeds import load_seeds
-
+    from deeptest_iot.data.seeds import iter_frames
+    from deeptest_iot.engine.campaign import auto_work_size
     from deeptest_iot.model.core import load_model
 
     mut = load_model(model_path, card_path, task=task, include=include, exclude=exclude, trust=trust_model)
     prof = Profile(mut.layer_sizes, mut.fingerprint)
     if seeds:
-        frames = load_seeds(seeds).images
-        for start in range(0, len(frames), 256):
-            prof.update(mut.run(frames[start:start + 256]).activations)
-    else:
-        for start in range(0, n_seeds, 256):
-            batch = generate(min(256, n_seeds - start), seed=seed, start=start).images
-            prof.update(mut.run(batch).activations)
+        batches = iter_frames(seeds, 256, lambda h, w: auto_work_size(mut.card, (h, w)))
+    else:  # the scenes the sample models were trained on: 160x320, as `generate` draws them
+        batches = (generate(min(256, n_seeds - start), seed=seed, start=start).images
+                   for start in range(0, n_seeds, 256))
+    gate = kept = None
+    if learned_gate:
+        from deeptest_iot.engine.realism import LearnedGate
+
+        gate, kept = LearnedGate(), []
+    for batch in batches:
+        prof.update(mut.run(batch).activations)
+        if gate is not None:
+            kept.append(gate.subsample(batch))  # the gate's own small copies: a few kB per frame
     path = Path(out) if out else Path(model_path).with_suffix(".profile.npz")
     prof.save(path)
     click.echo(f"profiled {prof.count} frames over {len(mut.layer_sizes)} layers ({mut.neurons} neurons) -> {path}")
+    if gate is not None:
+        from deeptest_iot.engine.gates import learned_gate_path
+
+        import numpy as np
+
+        gate.fit(np.concatenate(kept))
+        where = gate.save(learned_gate_path(model_path))
+        click.echo(f"learned realism gate trained on {prof.count} frames (threshold {gate.threshold:.4g}, the "
+                   f"{gate.quantile:.0%} quantile of their reconstruction errors) -> {where}")

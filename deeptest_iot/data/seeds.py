@@ -167,6 +167,21 @@ def load_seeds(folder=None, labels=None, boxes=None, classes=None, angle_scale: 
                    notes=notes)
 
 
+def iter_frames(folder, batch_size: int = 256, work_size=None):
+    """The images of ``folder`` (sorted, recursive) in batches (k, H, W, 3), each decoded and resized to
+    the working size (as ``load_seeds``) as it is needed: memory holds one batch, not the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no .png or .jpg images found")
+    first, _ = _read_image(files[0])
+    size = first.shape[:2] if work_size is None else (work_size(*first.shape[:2]) if callable(work_size) else work_size)
+    for start in range(0, len(files), batch_size):
+        yield _read_images(files[start:start + batch_size], tuple(size))[0]
+
+
 class _FileIndex:
     """Finds the image a label's id names: relative path, then file name, then stem."""
 

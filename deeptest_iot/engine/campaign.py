@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from deeptest_iot.engine.check import BatchCheck, SeedBatch
+from deeptest_iot.engine.gates import Gates
 from deeptest_iot.engine.mutants import build_images, pool
 from deeptest_iot.engine.options import SAMPLE_MODEL, CampaignOptions
 from deeptest_iot.engine.progress import Progress
@@ -174,6 +175,7 @@ class Campaign:
         for warning in self.warnings:
             echo(f"WARNING: {warning}\n")
         self.failing, self.seed_failures = self._seed_failures(task)
+        self.gates = Gates.for_campaign(opts, self.mut, self.strategy_checks_validity(opts))
         self.transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
         self.strategy = make_strategy(opts.strategy, len(self.seeds.images), self.transform_names, opts.seed,
                                       max_links=opts.max_links)
@@ -201,7 +203,8 @@ class Campaign:
         self.campaign_info = campaign_record(
             opts, transforms=self.transform_names, seeds_used=seeds_description(opts, self.seeds),
             seeds_notes=getattr(self.seeds, "notes", []), frame_size=self.seeds.images.shape[1:3],
-            profile_source=self.profile_source, relation=self.oracle.config(), seed_failures=self.seed_failures)
+            profile_source=self.profile_source, relation=self.oracle.config(), seed_failures=self.seed_failures,
+            gates=self.gates.describe())
         self.start = time.perf_counter()
         self.stopped_by = None  # budget | time | plan | rejections, once the loop ends
 
@@ -278,8 +281,9 @@ class Campaign:
                 self.stopped_by = "time"
                 break
             if self.stats.rejected > max_rejected:
-                self.echo(f"stopping: {self.stats.rejected} mutants in a row failed the validity check; loosen "
-                          "--alpha/--beta or choose other transforms\n")
+                self.echo(f"stopping: {self.stats.rejected} mutants were rejected as unrealistic or invalid "
+                          f"({self.stats.rejected_by}); loosen --alpha/--beta, --realism flag, or choose other "
+                          "transforms\n")
                 self.stopped_by = "rejections"
                 break
             cases, images = batch.cases, batch.images()
@@ -306,8 +310,8 @@ class Campaign:
                     if batch is not None:
                         batch.images()
                     return CampaignResult(self.summary("running"), 3, self.out)
-            if not ahead:
-                batch = self._propose(in_flight=0, ahead=False)
+            if batch is None:  # nothing in flight now: gates may have rejected part of the last batch
+                batch = self._propose(in_flight=0, ahead=ahead)
         if batch is not None:
             batch.images()  # let a batch built ahead finish before the pool is reused
         if run_batches:
@@ -327,27 +331,34 @@ class Campaign:
             return _Batch(cases, pool(1, "prefetch").submit(build_images, self.seeds.images, cases))
         return _Batch(cases, build_images(self.seeds.images, cases))
 
-    def _check(self, cases: list, images: np.ndarray) -> bool:
-        """Gate the mutants the strategy asks to gate, run the batch check, feed the strategy back;
-        False when the gate left nothing to check."""
-        if self.strategy.checks_validity:
-            from deeptest_iot.engine.validity import check_validity
+    @staticmethod
+    def strategy_checks_validity(opts) -> bool:
+        from deeptest_iot.engine.search import STRATEGIES
 
-            originals = self.seeds.images[[c.seed_index for c in cases]]
-            keep = np.flatnonzero(check_validity(originals, images, chains=[c.chain for c in cases],
-                                                 alpha=self.opts.alpha, beta=self.opts.beta).valid)
-            self.stats.rejected += len(cases) - len(keep)
-            cases, images = [cases[i] for i in keep], images[keep]
-            if not cases:
-                return False
+        return STRATEGIES[opts.strategy].checks_validity if opts.strategy in STRATEGIES else False
+
+    def _check(self, cases: list, images: np.ndarray) -> bool:
+        """Gate the mutants (realism; DeepHunter's validity for the strategy that asks for it), run the
+        batch check on the rest, feed the strategy back; False when the gates left nothing to check."""
         idx = np.array([c.seed_index for c in cases])
+        chains = [c.chain for c in cases]
+        verdict = self.gates(self.seeds.images[idx], images, chains)
+        self.stats.reject(verdict.rejected_by)
+        keep = np.flatnonzero(verdict.keep)
+        if len(keep) < len(cases):  # the strategy learns that rejected mutants added nothing
+            dropped = [cases[i] for i in np.flatnonzero(~verdict.keep)]
+            self.strategy.feedback(dropped, np.zeros(len(dropped), np.int64), np.zeros(len(dropped), bool))
+            cases, images, idx = [cases[i] for i in keep], images[keep], idx[keep]
+            chains = [chains[i] for i in keep]
+        if not cases:
+            return False
         seeds = SeedBatch(ids=[self.seeds.ids[i] for i in idx], indices=idx, images=self.seeds.images[idx],
                           reference=self.mut.task.select(self.ref.outputs, idx),
                           labels=None if self.labels is None else self.labels[idx],
                           failing=None if self.failing is None else self.failing[idx])
-        result = self.check(images, [c.chain for c in cases], seeds, oracle=self.oracle,
-                            case_ids=[c.case_id for c in cases],
-                            original_keys=[f"seed-{i:05d}" for i in idx], durable=False)
+        result = self.check(images, chains, seeds, oracle=self.oracle,
+                            case_ids=[c.case_id for c in cases], original_keys=[f"seed-{i:05d}" for i in idx],
+                            durable=False, per_input=verdict.record(keep))
         self.strategy.feedback(cases, result.gains, result.verdicts.failed)
         return True
 

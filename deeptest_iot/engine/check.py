@@ -72,11 +72,13 @@ class BatchCheck:
 
     def __call__(self, images: np.ndarray, chains: Sequence, seeds: SeedBatch, *, oracle,
                  case_ids: Sequence[int], original_keys: Sequence[str] | None = None,
-                 extra: dict | None = None, durable: bool = True) -> CheckResult:
+                 extra: dict | None = None, per_input: Sequence[dict] | None = None,
+                 durable: bool = True) -> CheckResult:
         """Check one batch: ``images`` (N, H, W, 3) made by ``chains`` (one seeded Chain per input)
         from ``seeds``. ``oracle`` is an oracle, or a function of the seeds' reference outputs that
         makes one (when they are run with the batch). ``original_keys`` name each seed's image so
-        that it is written once; ``extra`` goes into every finding record."""
+        that it is written once; ``extra`` goes into every finding record, ``per_input[i]`` into
+        input i's (its realism score, say)."""
         from deeptest_iot.results.writer import finding_record
 
         try:
@@ -95,7 +97,7 @@ class BatchCheck:
             records.append(finding_record(
                 verdicts, i, case=case_ids[i], seed_id=seeds.ids[i], seed_index=int(seeds.indices[i]),
                 transform=chain.name, chain=chain.to_json(), severity=chain.severity, coverage_gain=gains[i],
-                **flag, **(extra or {})))
+                **flag, **(per_input[i] if per_input is not None else {}), **(extra or {})))
             pairs.append((seeds.images[i], images[i]))
         first = self.writer.count
         keys = None if original_keys is None else [original_keys[i] for i in verdicts.failures]

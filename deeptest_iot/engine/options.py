@@ -208,6 +208,12 @@ OPTIONS: tuple[Option, ...] = (
            "(output units).", minimum=0),
     Option("max_confidence_drop", "float", None, "Classification relation: also fail when the top-1 "
            "probability drops by more than this.", nullable=True, minimum=0, maximum=1, shown="no bound"),
+    Option("realism", "str", "reject", "Mutants that no longer look like their seed's road scene (a small grey "
+           "copy compared with the warp undone; thresholds per transform family): reject them before the model, "
+           "flag their findings, or off.", choices=("reject", "flag", "off")),
+    Option("learned_gate", "path", "auto", "A learned realism gate (an autoencoder made by `deeptest-iot profile "
+           "--learned-gate`): its path, auto (MODEL.gate.keras beside the model when there is one) or none.",
+           shown="auto"),
     Option("alpha", "float", 0.02, "DeepHunter validity: a mutant may change fewer than alpha * pixels ...",
            minimum=0, maximum=1),
     Option("beta", "float", 0.2, "... or every pixel by at most beta * 255.", minimum=0, maximum=1),

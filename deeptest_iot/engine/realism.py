@@ -482,16 +482,21 @@ class LearnedGate:
         self.model = None
 
     # -- data ----------------------------------------------------------------------------------
-    def _prepare(self, images) -> np.ndarray:
-        """(N, h, w, 3) float32 in [0, 1]: every frame subsampled to the gate's size by taking the
-        nearest pixel. Unlike area averaging (which the similarity gate uses), subsampling keeps each
-        pixel's noise, so sensor faults the small grey copies average away still show here."""
+    def subsample(self, images) -> np.ndarray:
+        """(N, h, w, 3) uint8: every frame subsampled to the gate's size by taking the nearest pixel.
+        Unlike area averaging (which the similarity gate uses), subsampling keeps each pixel's noise,
+        so sensor faults the small grey copies average away still show here. Frames already at the
+        gate's size are kept as they are (so training frames can be subsampled as they stream)."""
         h, w = self.size
         batch = _as_images(images, "images")
         n, hh, ww = batch.shape[:3]
         ys = np.minimum(((np.arange(h) + 0.5) * hh / h).astype(np.intp), hh - 1)
         xs = np.minimum(((np.arange(w) + 0.5) * ww / w).astype(np.intp), ww - 1)
-        return batch[:, ys][:, :, xs].astype(np.float32) / 255.0
+        return batch[:, ys][:, :, xs]
+
+    def _prepare(self, images) -> np.ndarray:
+        """(N, h, w, 3) float32 in [0, 1]: the subsampled frames (see ``subsample``)."""
+        return self.subsample(images).astype(np.float32) / 255.0
 
     def _build(self):
         import keras

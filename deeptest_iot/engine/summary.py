@@ -30,12 +30,13 @@ def model_info(mut) -> dict:
 
 
 def campaign_record(opts, *, transforms: list, seeds_used: str, seeds_notes: list, frame_size, profile_source,
-                    relation: dict, seed_failures: dict | None) -> dict:
+                    relation: dict, seed_failures: dict | None, gates: dict | None = None) -> dict:
     """summary.json's ``campaign``: the options that define the findings, the budget and time, and
     what the campaign resolved (transforms, seeds, working frame size, profile, relation)."""
     return {**opts.replay_dict(), "budget": opts.budget, "time": opts.time, "transforms": list(transforms),
             "seeds_used": seeds_used, "seeds_notes": list(seeds_notes), "frame_size": list(frame_size),
-            "profile_source": profile_source, "relation": relation, "seed_failures": seed_failures}
+            "profile_source": profile_source, "relation": relation, "seed_failures": seed_failures,
+            "gates": gates or {"mode": "off"}}
 
 
 def build_summary(*, model: dict, campaign: dict, status: str, stats, tracker, duration_s: float,

@@ -150,6 +150,7 @@ class CampaignStats:
         self.per_severity: dict[str, dict] = state.get("per_severity") or {
             b: {"tried": 0, "findings": 0} for b in SEVERITY_BUCKETS}
         self.apart: dict[str, int] = state.get("apart") or {"tried": 0, "findings": 0}
+        self.rejected_by: dict[str, int] = state.get("rejected_by", {})
         self.distinct: dict[str, list] = state.get("distinct", {})  # "seed|family" -> [violation, finding id, count]
         self.growth: list[dict] = state.get("growth", [])
 
@@ -184,6 +185,13 @@ class CampaignStats:
         self.tried += len(names)
         self.found += int(np.count_nonzero(failed))
 
+    def reject(self, counts: dict[str, int]) -> None:
+        """Count mutants a gate kept from the model (realism, learned, validity)."""
+        for gate, k in counts.items():
+            if k:
+                self.rejected_by[gate] = self.rejected_by.get(gate, 0) + int(k)
+                self.rejected += int(k)
+
     def record_growth(self, coverage: dict[str, float]) -> None:
         self.growth.append({"inputs": self.tried, **{k: round(float(v), 6) for k, v in coverage.items()}})
         if len(self.growth) > 400:  # keep the curve's shape, bound its size
@@ -192,6 +200,7 @@ class CampaignStats:
     def state(self) -> dict:
         return {"tried": self.tried, "rejected": self.rejected, "found": self.found,
                 "per_transform": self.per_transform, "per_severity": self.per_severity, "apart": self.apart,
+                "rejected_by": self.rejected_by,
                 "distinct": self.distinct, "growth": self.growth}
 
     def distinct_failures(self) -> dict:
@@ -217,7 +226,8 @@ class CampaignStats:
         judged = self.tried - self.apart["tried"]
         return {"per_transform": per_transform, "per_severity": per_severity,
                 "error_rate": (self.found - self.apart["findings"]) / judged if judged else 0.0,
-                "failing_seed_inputs": dict(self.apart), "distinct_failures": self.distinct_failures()}
+                "failing_seed_inputs": dict(self.apart), "rejected_by": dict(self.rejected_by),
+                "distinct_failures": self.distinct_failures()}
 
 
 def write_summary(out_dir: Path, summary: dict, durable: bool = True) -> None:
