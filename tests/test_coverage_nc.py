@@ -167,3 +167,20 @@ def test_nc_matches_plain_reference_on_real_frames_model(real, t):
     means = tr.criteria[f"nc-means:{t:g}"].state
     conv = [t_.name for t_ in mut.layers if t_.spatial]
     assert any(not np.array_equal(means[n], ours[n]) for n in conv)
+
+
+def test_twin_activations_carry_the_ranges_nc_needs(real):
+    pytest.importorskip("ai_edge_litert")
+    from deeptest_iot import sample_models as sm
+    from deeptest_iot.model.twins import load_twin, twin_path_for
+
+    mut, frames, acts = real
+    twin = load_twin(twin_path_for(sm.path("udacity_steering"), "float16"), mut)
+    tacts = twin.run(frames).activations
+    conv = [t.name for t in mut.layers if t.spatial]
+    assert set(conv) <= set(tacts.ranges)
+    for n in conv:
+        r = tacts.ranges[n]
+        assert r.shape == (len(frames), 2)
+        assert (r[:, :1] <= tacts[n] + 1e-4).all() and (tacts[n] <= r[:, 1:] + 1e-4).all()
+        np.testing.assert_allclose(r, acts.ranges[n], rtol=0.05, atol=0.05)
