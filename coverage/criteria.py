@@ -2,8 +2,8 @@
 
 Each criterion owns boolean "covered" arrays per layer (TKNP: a set of seen patterns). An update
 marks what the batch covered and adds, to each input's gain, the items that input covered first
-(in batch order). Definitions follow ../shared/DESIGN.md; every edge convention is written next
-to the code that implements it.
+(in batch order). Definitions follow the literature as the project's design brief fixes them (NC:
+docs/coverage-nc.md); every edge convention is written next to the code that implements it.
 """
 
 from __future__ import annotations
