@@ -35,27 +35,22 @@ NC = 0.5
 
 def reference_nc(keras_model, layer_names, inputs, threshold):
     """What the DeepTest implementation does: per image, predict the output and each layer's sub-model,
-    then loop over neurons in Python. Returns the covered flags per layer."""
+    min-max scale that layer's whole output, then loop over neurons in Python (a neuron's value is the
+    mean of its channel of the scaled output). Returns the covered flags per layer."""
     import keras
 
     subs = {n: keras.Model(keras_model.inputs, keras_model.get_layer(n).output) for n in layer_names}
     covered = {n: None for n in layer_names}
     for x in inputs:
         keras_model.predict(x[None], verbose=0)
-        values = {}
         for n, sub in subs.items():
             out = sub.predict(x[None], verbose=0)[0]
-            per_neuron = []
-            for j in range(out.shape[-1]):
-                per_neuron.append(float(np.mean(out[..., j])))
-            values[n] = per_neuron
-        for n, vals in values.items():
-            lo, hi = min(vals), max(vals)
+            lo, hi = out.min(), out.max()
+            scaled = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
             if covered[n] is None:
-                covered[n] = [False] * len(vals)
-            for j, v in enumerate(vals):
-                scaled = (v - lo) / (hi - lo) if hi > lo else 0.0
-                if scaled > threshold:
+                covered[n] = [False] * out.shape[-1]
+            for j in range(out.shape[-1]):
+                if float(np.mean(scaled[..., j])) > threshold:
                     covered[n][j] = True
     return covered
 

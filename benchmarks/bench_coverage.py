@@ -170,7 +170,7 @@ def model_saturation(model_path, n_frames=600, checkpoints=(20, 100, 300, 600), 
         tr = CoverageTracker(SAT_SPECS, mut.layer_sizes, profile)
         rows, done = {}, 0
         for c in checkpoints:
-            tr.update({k: v[done:c] for k, v in acts.items()})
+            tr.update(acts.rows(done, c))  # keeps each map's range, which NC scales by
             done = c
             rows[c] = tr.coverage()
         out[label] = rows

@@ -2,8 +2,8 @@
 
 Each criterion owns boolean "covered" arrays per layer (TKNP: a set of seen patterns). An update
 marks what the batch covered and adds, to each input's gain, the items that input covered first
-(in batch order). Definitions follow ../shared/DESIGN.md; every edge convention is written next
-to the code that implements it.
+(in batch order). Definitions follow the literature as the project's design brief fixes them (NC:
+docs/coverage-nc.md); every edge convention is written next to the code that implements it.
 """
 
 from __future__ import annotations
@@ -130,24 +130,58 @@ class MaskCriterion(Criterion):
             self.state[n][...] = arr[:, bounds[i]:bounds[i + 1]]
 
 
+def scaled_above(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: float) -> np.ndarray:
+    """(a - lo) / (hi - lo) > t, row by row (``lo``, ``hi``: (N, 1)); a row with hi == lo scales to
+    0 everywhere (DeepTest's code returns zeros; DeepXplore's divides 0 by 0, NaN, which is never > t
+    either). In the activations' precision; a range that overflows it is done in float64."""
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    if not np.isfinite(span).all():  # the range overflows float32: this layer in float64
+        a, lo = a.astype(np.float64), lo.astype(np.float64)
+        span = hi.astype(np.float64) - lo
+    span = np.where(span == 0, np.inf, span)  # constant output: (v - min) / inf = 0, never > t
+    scaled = a - lo
+    scaled /= span
+    return scaled > t
+
+
 class NC(MaskCriterion):
-    """Neuron coverage (DeepXplore, DeepTest): per input and layer v' = (v - min)/(max - min) over
-    that layer's neurons (all zeros when max == min); neuron covered when v' > t for some input.
-    Computed in the activations' precision (float32 activations: float32 arithmetic)."""
+    """Neuron coverage exactly as DeepXplore's and DeepTest's code compute it: for one input and one
+    layer, min-max scale the layer's WHOLE output, v' = (v - min) / (max - min) with min and max over
+    every element (all positions and channels of a conv feature map; all zeros when max == min),
+    THEN take each neuron's value (a channel's spatial mean of v'; a Dense unit's v'); the neuron is
+    covered when that value > t for some input.
+
+    The scaling is affine per input, so mean_c(v') = (mean_c(v) - min) / (max - min): the model's
+    one forward pass emits the channel means and, per input and layer, the map's [min, max]
+    (``Activations.ranges``), and this criterion scales the means by that range. For Dense layers
+    the range is the units' own min and max (the same thing). Without ranges (a plain dict of
+    channel means) the range falls back to the given values', which is ``nc-means``; pass full
+    (N, H, W, C) maps or an ``Activations`` to get the reference. Rounding: the means are float32
+    means of the unscaled map, so a neuron within float32 rounding of ``t`` may differ from a
+    float32 computation in the reference order.
+    """
 
     def update(self, view: BatchView, gains: np.ndarray) -> None:
         t = self.spec.param
         for name, a in view.arrays.items():
-            lo, hi = view.rowmin[name], view.rowmax[name]
-            with np.errstate(over="ignore"):
-                span = hi - lo
-            if not np.isfinite(span).all():  # the range overflows float32: this layer in float64
-                a, lo = a.astype(np.float64), lo.astype(np.float64)
-                span = hi.astype(np.float64) - lo
-            span[span == 0] = 1  # constant row: (v - min) is 0 everywhere, so v' = 0, as defined
-            scaled = a - lo
-            scaled /= span
-            add_first_hits(scaled > t, self.state[name][0], gains)
+            hit = scaled_above(a, view.outmin[name], view.outmax[name], t)
+            add_first_hits(hit, self.state[name][0], gains)
+
+
+class NCMeans(MaskCriterion):
+    """``nc-means``: neuron coverage with the min-max scaling over the layer's neuron VALUES of one
+    input, v' = (v - min) / (max - min) with v the channel means of a conv map (average first, then
+    scale); covered when v' > t for some input. This is what deeptest-iot called ``nc`` before it
+    followed the reference code; it differs on conv layers only (on a ReLU Dave-orig trained on real
+    frames it covered dozens more conv neurons at t = 0.2, because the channel means span a narrower
+    range than the map). Kept for comparison with results of earlier versions."""
+
+    def update(self, view: BatchView, gains: np.ndarray) -> None:
+        t = self.spec.param
+        for name, a in view.arrays.items():
+            hit = scaled_above(a, view.rowmin[name], view.rowmax[name], t)
+            add_first_hits(hit, self.state[name][0], gains)
 
 
 class NBC(MaskCriterion):
@@ -289,7 +323,7 @@ class TKNP(Criterion):
         self.patterns = {r.tobytes() for r in arr}
 
 
-CRITERIA = {"nc": NC, "kmnc": KMNC, "nbc": NBC, "snac": SNAC, "tknc": TKNC, "tknp": TKNP}
+CRITERIA = {"nc": NC, "nc-means": NCMeans, "kmnc": KMNC, "nbc": NBC, "snac": SNAC, "tknc": TKNC, "tknp": TKNP}
 
 
 def make_criterion(spec: CriterionSpec, layer_sizes: dict[str, int], bounds: ProfileBounds | None) -> Criterion:

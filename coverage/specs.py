@@ -18,12 +18,14 @@ from deeptest_iot.errors import ConfigError
 #:   campaign a 1000-way split leaves almost every section empty; 10 grows steadily.
 #: tknc 3 and tknp 1: DeepGauge reported top-k with k = 1, 2, 3; TKNP counts distinct per-input
 #:   tuples, and k = 1 already distinguishes inputs well without every input being new.
-DEFAULTS = {"nc": 0.75, "kmnc": 10, "tknc": 3, "tknp": 1}
+#: nc-means 0.75: as nc (it is the variant that scales over the channel means; see criteria.NCMeans).
+DEFAULTS = {"nc": 0.75, "nc-means": 0.75, "kmnc": 10, "tknc": 3, "tknp": 1}
 
 #: Criteria that need a training profile (per-neuron low/high).
 NEEDS_PROFILE = frozenset({"kmnc", "nbc", "snac"})
 
-KNOWN = ("nc", "kmnc", "nbc", "snac", "tknc", "tknp")
+KNOWN = ("nc", "nc-means", "kmnc", "nbc", "snac", "tknc", "tknp")
+THRESHOLD_KINDS = ("nc", "nc-means")  # a float threshold t in [0, 1) as parameter
 _NO_PARAM = ("nbc", "snac")
 
 
@@ -39,8 +41,8 @@ class CriterionSpec:
         """Canonical spec string, the key used in coverage() and summaries: "nc:0.75", "nbc"."""
         if self.param is None:
             return self.kind
-        if self.kind == "nc":
-            return f"nc:{float(self.param):g}"
+        if self.kind in THRESHOLD_KINDS:
+            return f"{self.kind}:{float(self.param):g}"
         return f"{self.kind}:{int(self.param)}"
 
     @property
@@ -62,7 +64,7 @@ def parse_spec(spec: str | CriterionSpec) -> CriterionSpec:
     kind, arg = kind.strip(), arg.strip()
     if kind not in KNOWN:
         raise ConfigError(f"unknown coverage criterion {spec!r}; known: {', '.join(KNOWN)} "
-                          f"(e.g. 'nc:0.5', 'kmnc:10', 'nbc', 'snac', 'tknc:3', 'tknp:1')")
+                          f"(e.g. 'nc:0.5', 'nc-means:0.5', 'kmnc:10', 'nbc', 'snac', 'tknc:3', 'tknp:1')")
     if kind in _NO_PARAM:
         if sep:
             raise ConfigError(f"coverage criterion {kind!r} takes no parameter, got {spec!r}")
@@ -71,15 +73,15 @@ def parse_spec(spec: str | CriterionSpec) -> CriterionSpec:
         return CriterionSpec(kind, DEFAULTS[kind])
     if not arg:
         raise ConfigError(f"coverage criterion {spec!r} has an empty parameter; write e.g. '{kind}:{DEFAULTS[kind]}'")
-    if kind == "nc":
+    if kind in THRESHOLD_KINDS:
         try:
             t = float(arg)
         except ValueError:
-            raise ConfigError(f"nc threshold must be a number in [0, 1), got {arg!r} in {spec!r}") from None
+            raise ConfigError(f"{kind} threshold must be a number in [0, 1), got {arg!r} in {spec!r}") from None
         if not 0.0 <= t < 1.0:
-            raise ConfigError(f"nc threshold must be in [0, 1) (scaled values lie in [0, 1], so t >= 1 "
+            raise ConfigError(f"{kind} threshold must be in [0, 1) (scaled values lie in [0, 1], so t >= 1 "
                               f"can never be exceeded), got {t:g} in {spec!r}")
-        return CriterionSpec("nc", t)
+        return CriterionSpec(kind, t)
     try:
         k = int(arg)
     except ValueError:

@@ -19,13 +19,20 @@ from deeptest_iot.fileio import atomic_write
 from .activations import BatchView, check_layer_sizes
 from .criteria import TKNP, Criterion, MaskCriterion, ProfileBounds, make_criterion
 from .profile import Profile
-from .specs import parse_spec, parse_specs
+from .specs import CriterionSpec, parse_spec, parse_specs
 
-FORMAT = "deeptest-iot-coverage/1"
+FORMAT = "deeptest-iot-coverage/2"
+#: Files of format 1 were written when "nc" scaled over the channel means; they load with their NC
+#: state under the name that definition has now, "nc-means".
+OLD_FORMATS = {"deeptest-iot-coverage/1": {"nc": "nc-means"}}
 CHUNK_ROWS = 64  # inputs per internal step of update(): about 10% faster than whole batches of 256
 
 DEFINITIONS = {
-    "nc": "neurons with (v - layer min)/(layer max - layer min) > t for some input, / neurons",
+    "nc": "neurons whose value (a conv channel's spatial mean) exceeds t, for some input, once that input's "
+          "whole layer output is scaled by (v - min)/(max - min) over every element (DeepXplore/DeepTest code), "
+          "/ neurons",
+    "nc-means": "neurons with (v - min)/(max - min) > t for some input, min and max over the layer's neuron "
+                "values (conv channel means) of that input, / neurons",
     "kmnc": "hit sections of k equal sections of [low, high] per neuron, / (k * neurons)",
     "nbc": "(neurons seen above high + neurons seen below low) / (2 * neurons)",
     "snac": "neurons seen above high / neurons",
@@ -201,12 +208,16 @@ class CoverageTracker:
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot read {where}: {e}") from None
         try:
-            if str(arrays["format"]) != FORMAT:
+            fmt = str(arrays["format"])
+            if fmt != FORMAT and fmt not in OLD_FORMATS:
                 raise ConfigError(f"{where} is not a deeptest-iot coverage file")
+            renamed = OLD_FORMATS.get(fmt, {})
             sizes = dict(zip((str(n) for n in arrays["layer_names"]), (int(s) for s in arrays["layer_sizes"])))
             fp = str(arrays["fingerprint"]) if bool(arrays["has_fingerprint"]) else None
             profile = Profile.from_arrays(arrays, prefix="profile.", source=where) if bool(arrays["has_profile"]) else None
-            tracker = cls([parse_spec(str(s)) for s in arrays["criteria"]], sizes, profile, fingerprint=fp)
+            specs = [parse_spec(str(s)) for s in arrays["criteria"]]
+            specs = [CriterionSpec(renamed.get(s.kind, s.kind), s.param) for s in specs]
+            tracker = cls(specs, sizes, profile, fingerprint=fp)
             for i, crit in enumerate(tracker.criteria.values()):
                 st = arrays[f"state{i}"]
                 if isinstance(crit, TKNP):

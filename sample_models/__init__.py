@@ -2,8 +2,10 @@
 
 Each model ``NAME`` ships as ``NAME.keras`` with its model card ``NAME.toml``, its measured quality
 ``NAME.json`` and a profile of its training activations ``NAME.profile.npz``. ``train.py``
-retrains any of them from scratch (``deeptest-iot samples train NAME``). Importing this module
-does not import TensorFlow.
+retrains any of them from scratch (``deeptest-iot samples train NAME``). Three are trained on
+generated scenes; ``udacity_steering`` on real dashcam frames, and it ships 200 of its held-out
+frames with their labels (``frames_path("udacity_steering")``). Importing this module does not
+import TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from pathlib import Path
 from deeptest_iot.errors import ConfigError, ModelError
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("dave2_steering", "sign_classifier", "tiny_detector")
-TASKS = {"dave2_steering": "steering", "sign_classifier": "classification", "tiny_detector": "detection"}
+NAMES = ("dave2_steering", "sign_classifier", "tiny_detector", "udacity_steering")
+TASKS = {"dave2_steering": "steering", "sign_classifier": "classification", "tiny_detector": "detection",
+         "udacity_steering": "steering"}
+FRAMES = {"udacity_steering": "udacity_steering_frames"}
+"""Sample models that ship real frames: name -> folder (JPEGs, labels.csv, README.md)."""
 
 
 def names() -> list[str]:
@@ -44,6 +49,20 @@ def card_path(name: str) -> Path:
 def profile_path(name: str) -> Path:
     """Profile of the model's training activations (deeptest_iot.coverage.Profile .npz)."""
     return HERE / f"{_check(name)}.profile.npz"
+
+
+def frames_path(name: str = "udacity_steering") -> Path:
+    """The shipped folder of real frames of sample model ``name``: ``<frame_id>.jpg`` files (200x150),
+    ``labels.csv`` (frame_id,steering_angle in radians, positive = left) and a README.md on their
+    provenance. Use it as seeds: ``deeptest-iot run --seeds DIR --labels DIR/labels.csv``."""
+    _check(name)
+    if name not in FRAMES:
+        raise ConfigError(f"sample model {name!r} ships no frames; {', '.join(FRAMES)} do")
+    p = HERE / FRAMES[name]
+    if not (p / "labels.csv").is_file():
+        raise ModelError(f"the frames of sample model {name!r} are not in {p}; make them with "
+                         f"`deeptest-iot samples train {name} --frames DIR`")
+    return p
 
 
 def info(name: str, folder: Path | None = None) -> dict:

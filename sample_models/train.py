@@ -1,12 +1,15 @@
-"""Train the shipped sample models from scratch, reproducibly, on generated scenes.
+"""Train the shipped sample models from scratch, reproducibly, on generated scenes or real frames.
 
-One function per model; each generates its data with ``deeptest_iot.data.scenes``, trains with fixed
-seeds and deterministic TensorFlow ops, measures its quality on a held-out set drawn from a
-different scene seed, and writes ``<name>.keras``, the model card ``<name>.toml`` and
-``<name>.json`` (measured quality, how it was measured, training time) into ``out``.
+One function per model; each generates its data with ``deeptest_iot.data.scenes`` (or, for
+``udacity_steering``, reads real dashcam frames from a folder given with ``--frames``), trains with
+fixed seeds and deterministic TensorFlow ops, measures its quality on a held-out set drawn from a
+different scene seed (a contiguous block of frames it never saw), and writes ``<name>.keras``, the
+model card ``<name>.toml`` and ``<name>.json`` (measured quality, how it was measured, training time)
+into ``out``.
 
     python -m deeptest_iot.sample_models.train dave2_steering [--out DIR]
     deeptest-iot samples train dave2_steering [--out DIR]
+    deeptest-iot samples train udacity_steering --frames DIR [--out DIR]
 
 Each model trains in well under 15 minutes on 2 CPU cores. Scene seeds: training data uses seed
 ``TRAIN_SEED``, early stopping / validation ``VAL_SEED``, the reported quality ``TEST_SEED``
@@ -47,6 +50,12 @@ CARDS = {
         "task": "detection", "input_size": [128, 256], "color": "rgb", "crop": [0.0, 0.0, 0.0, 0.0],
         "scale": 1.0, "offset": 0.0, "output": 0, "classes": ["car", "pedestrian", "sign"],
         "decoder": "grid", "score_threshold": 0.3,
+    },
+    # Real dashcam frames; the network normalises its own input (a Rescaling layer), so the card
+    # feeds it raw pixels 0..255: scale 1.0.
+    "udacity_steering": {
+        "task": "steering", "input_size": [66, 200], "color": "rgb", "crop": [0.45, 0.0, 0.0, 0.0],
+        "scale": 1.0, "offset": 0.0, "output": 0, "units": "radians",
     },
 }
 TASKS = {name: card["task"] for name, card in CARDS.items()}
@@ -107,7 +116,7 @@ def _save(model, name: str, out: Path, quality: dict, seconds: float, notes: str
     return path
 
 
-def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256) -> Path | None:
+def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256, how: str | None = None) -> Path | None:
     """Profile of the saved model's training activations (``NAME.profile.npz``), made through
     ``deeptest_iot.model.core.load_model`` and ``deeptest_iot.coverage.Profile`` so that it carries the
     fingerprint and layers those give. ``frames`` are raw uint8 RGB training frames."""
@@ -128,8 +137,8 @@ def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256) -> 
     rec = json.loads(rec_path.read_text())
     rec["profile"] = {"file": path.name, "frames": int(len(frames)), "neurons": int(mut.neurons),
                       "layers": list(mut.layer_sizes),
-                      "how": f"activations of the first {len(frames)} training frames (scene seed "
-                             f"{TRAIN_SEED}) through deeptest_iot.model.core.load_model(...).run"}
+                      "how": how or (f"activations of the first {len(frames)} training frames (scene seed "
+                                     f"{TRAIN_SEED}) through deeptest_iot.model.core.load_model(...).run")}
     atomic_write_json(rec_path, rec)
     return path
 
@@ -137,11 +146,21 @@ def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256) -> 
 PROFILE_FRAMES = 2000
 
 
-def profile_frames(name: str, n: int = PROFILE_FRAMES) -> np.ndarray:
-    """The training frames a model's profile is made from (the first ``n`` of its training data)."""
+def profile_frames(name: str, n: int = PROFILE_FRAMES, frames_dir=None) -> np.ndarray:
+    """The training frames a model's profile is made from (the first ``n`` of its training data;
+    for udacity_steering: its training frames and their mirror images, read from ``frames_dir``)."""
+    if name == "udacity_steering":
+        x = udacity_split(read_udacity_frames(frames_dir))["train"][1]
+        return np.concatenate([x, x[:, :, ::-1]])[:n]
     if name == "sign_classifier":
         return scenes.sign_crops(n, seed=TRAIN_SEED)[0]
     return _scene_frames(n, TRAIN_SEED).images
+
+
+CARD_NOTES = {
+    "udacity_steering": "# scale = 1.0: raw pixels 0..255 go in; the model normalises them itself (its first layer "
+                        "is a Rescaling).",
+}
 
 
 def _toml(card: dict, name: str, quality: dict) -> str:
@@ -149,15 +168,19 @@ def _toml(card: dict, name: str, quality: dict) -> str:
 
     lines = [f"# Model card of the shipped sample model {name} (see docs/interfaces.md).",
              f"# Measured: {quality_summary({'quality': quality})}; how it was measured: {name}.json"]
+    if name in CARD_NOTES:
+        lines.append(CARD_NOTES[name])
     for k, v in card.items():
         lines.append(f"{k} = {json.dumps(v)}")
     return "\n".join(lines) + "\n"
 
 
 def fit(model, x: np.ndarray, y: np.ndarray, epochs: int, batch: int, seed: int, val=None,
-        verbose: int = 2, label: str = "") -> None:
+        verbose: int = 2, label: str = "", augment=None) -> None:
     """Mini-batch training from uint8 (or float) arrays without copying them to float32 whole:
-    each batch is converted as it is used, in an order drawn from ``seed`` (deterministic)."""
+    each batch is converted as it is used, in an order drawn from ``seed`` (deterministic).
+    ``augment(xb, yb, rng)``, if given, returns an augmented float32 batch and its labels, drawing
+    its randomness from the same generator (so it is deterministic too)."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     for e in range(epochs):
@@ -165,7 +188,10 @@ def fit(model, x: np.ndarray, y: np.ndarray, epochs: int, batch: int, seed: int,
         losses = []
         for i in range(0, len(order), batch):
             idx = np.sort(order[i:i + batch])
-            out = model.train_on_batch(x[idx].astype(np.float32), y[idx], return_dict=True)
+            xb, yb = x[idx].astype(np.float32), y[idx]
+            if augment is not None:
+                xb, yb = augment(xb, yb, rng)
+            out = model.train_on_batch(xb, yb, return_dict=True)
             losses.append(out["loss"])
         if verbose:
             msg = f"{label} epoch {e + 1}/{epochs} {time.perf_counter() - t0:.0f}s loss {np.mean(losses):.4g}"
@@ -389,6 +415,272 @@ def train_tiny_detector(out: Path = HERE, chunk: int = 5000, epochs: int = 22, v
 
 
 # ---------------------------------------------------------------------------------------------
+# udacity_steering: a Dave-orig-style CNN trained on real dashcam frames
+
+UDACITY_HW = (150, 200)
+"""Working size of the real frames: each 640x480 JPEG is decoded once and shrunk to 200x150 with
+cv2.INTER_AREA; training, evaluation, the profile and the shipped frames all use this size (the
+card's crop and bilinear resize then make the 66x200 network input of it)."""
+UDACITY_TEST = (1 / 3, 8 / 15)  # held-out block, as fractions of the sequence: frames 500-799 of 1,500
+UDACITY_VAL = (11 / 15, 5 / 6)  # validation block (best epoch): frames 1100-1249 of 1,500
+UDACITY_GAP = 20  # frames (1 s at 20 frames/s) left unused on each side of those two blocks
+UDACITY_SHIPPED = 200  # held-out frames shipped in udacity_steering_frames/, evenly spaced over the block
+UDACITY_JPEG_QUALITY = 90
+UDACITY_FRAMES_DIR = "udacity_steering_frames"
+FRAMES_HINT = ("udacity_steering trains on real dashcam frames: pass --frames DIR, a folder holding labels.csv "
+               "(frame_id,steering_angle in radians, positive = left) and the frames <frame_id>.jpg (in DIR or "
+               "DIR/frames), such as the Udacity self-driving car challenge frames described in docs/sample-models.md")
+NEEDS_FRAMES = ("udacity_steering",)
+
+
+def frames_folder(folder) -> tuple[Path, Path]:
+    """(labels.csv, folder of the JPEGs) of a real-frames folder; ConfigError when it is not given or
+    not such a folder."""
+    from deeptest_iot.errors import ConfigError
+
+    if folder is None:
+        raise ConfigError(FRAMES_HINT)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"--frames {folder}: no such folder. {FRAMES_HINT}")
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        raise ConfigError(f"--frames {folder}: no labels.csv in it. {FRAMES_HINT}")
+    return labels, (folder / "frames" if (folder / "frames").is_dir() else folder)
+
+
+def read_udacity_frames(folder) -> dict:
+    """{"ids": [...], "frames": (N, 150, 200, 3) uint8 RGB, "angles": (N,) float32} of a folder of
+    Udacity-style frames (``labels.csv`` frame_id,steering_angle and ``<frame_id>.jpg``), in capture
+    order (frame id = capture time in ns). Every problem is a ConfigError/InputError saying what to do."""
+    import csv
+
+    import cv2
+
+    from deeptest_iot.errors import InputError
+
+    labels, images = frames_folder(folder)
+    with open(labels, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"frame_id", "steering_angle"} <= set(rows[0]):
+        raise InputError(f"{labels}: expected a header frame_id,steering_angle and one row per frame")
+    try:
+        rows.sort(key=lambda r: int(r["frame_id"]))
+        angles = np.array([float(r["steering_angle"]) for r in rows], np.float32)
+    except ValueError as exc:
+        raise InputError(f"{labels}: frame ids must be integers (capture time in ns) and angles numbers: "
+                         f"{exc}") from None
+    if len(rows) < 300:
+        raise InputError(f"{labels}: {len(rows)} frames; udacity_steering needs a sequence of at least 300 "
+                         "consecutive frames (1,500 were used for the shipped model)")
+    h, w = UDACITY_HW
+    frames = np.empty((len(rows), h, w, 3), np.uint8)
+    for i, r in enumerate(rows):
+        path = images / f"{r['frame_id']}.jpg"
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(f"{path}: missing or not a readable JPEG (labels.csv names frame {r['frame_id']})")
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        frames[i] = img[:, :, ::-1]
+    return {"ids": [r["frame_id"] for r in rows], "frames": frames, "angles": angles}
+
+
+def udacity_blocks(n: int) -> dict:
+    """Frame index ranges {"test": (a, b), "val": (a, b)} of a sequence of ``n`` frames."""
+    return {k: (round(lo * n), round(hi * n)) for k, (lo, hi) in (("test", UDACITY_TEST), ("val", UDACITY_VAL))}
+
+
+def udacity_split(data: dict) -> dict:
+    """{"train"|"val"|"test": (indices, frames, angles)}: contiguous blocks, never a random split
+    (neighbouring frames, 50 ms apart, are near-duplicates). Training gets every frame more than
+    UDACITY_GAP frames away from the held-out and validation blocks."""
+    n = len(data["angles"])
+    idx = np.arange(n)
+    parts = {}
+    keep = np.ones(n, bool)
+    for name, (a, b) in udacity_blocks(n).items():
+        parts[name] = idx[a:b]
+        keep &= (idx < a - UDACITY_GAP) | (idx >= b + UDACITY_GAP)
+    parts["train"] = idx[keep]
+    return {k: (v, data["frames"][v], data["angles"][v]) for k, v in parts.items()}
+
+
+def build_udacity_steering(input_hw=(66, 200), dense=(100, 50, 10), dropout: float = 0.0):
+    """Dave-orig (DeepXplore's driving model, NVIDIA's Dave-2 layout): 5 ReLU conv layers 24/36/48/64/64
+    (5x5 stride 2 three times, then 3x3), ReLU dense layers, one output unit. Smaller than the original:
+    the 1,164-unit first dense layer (7 MB) is left out. The model normalises its own input (a
+    Rescaling layer, pixels 0..255 in) and a final Rescaling maps the unit-scale output to radians
+    (the original's atan Lambda would be refused by safe loading)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((*input_hw, 3), name="frame")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inp)
+    for i, (f, k, s) in enumerate([(24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)]):
+        x = layers.Conv2D(f, k, strides=s, activation="relu", name=f"conv{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = layers.Dropout(dropout, seed=0, name="dropout")(x)
+    for i, u in enumerate(dense):
+        x = layers.Dense(u, activation="relu", name=f"fc{i + 1}")(x)
+    x = layers.Dense(1, name="steer")(x)
+    out = layers.Rescaling(0.1, name="radians")(x)
+    return keras.Model(inp, out, name="udacity_steering")
+
+
+def augment_mirror_light(xb: np.ndarray, yb: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror half of the batch left-right (negating its angles) and jitter each image's contrast
+    (x0.7-1.3) and brightness (+-25 levels)."""
+    n = len(xb)
+    flip = rng.random(n) < 0.5
+    xb[flip] = xb[flip][:, :, ::-1]
+    yb = np.where(flip, -yb, yb).astype(np.float32)
+    gain = rng.uniform(0.7, 1.3, (n, 1, 1, 1)).astype(np.float32)
+    bias = rng.uniform(-25, 25, (n, 1, 1, 1)).astype(np.float32)
+    return np.clip(xb * gain + bias, 0, 255), yb
+
+
+def _predict(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    return np.concatenate([model.predict_on_batch(x[i:i + batch].astype(np.float32))[:, 0]
+                           for i in range(0, len(x), batch)]).astype(np.float64)
+
+
+def _mse(pred, y) -> float:
+    return float(np.mean((np.asarray(pred, np.float64) - np.asarray(y, np.float64)) ** 2))
+
+
+def train_udacity_steering(out: Path = HERE, frames=None, epochs: int = 15, verbose: int = 2,
+                           dense=(100, 50, 10), dropout: float = 0.0, lr: float = 3e-4, batch: int = 32,
+                           augment: bool = True, ship_frames: bool = True) -> dict:
+    """Train on the frames of ``frames`` (see read_udacity_frames) outside the held-out and validation
+    blocks, keep the weights of the epoch with the lowest validation MSE, measure on the held-out
+    block, and (``ship_frames``) write 200 held-out frames to ``out/udacity_steering_frames``."""
+    import keras
+
+    data = read_udacity_frames(frames)  # first: a missing folder fails before any training
+    _threads()
+    setup_determinism(0)
+    t0 = time.perf_counter()
+    card = CARDS["udacity_steering"]
+    split = udacity_split(data)
+    net = {k: (np.round(preprocess(v[1], card)).astype(np.uint8), v[2]) for k, v in split.items()}
+    model = build_udacity_steering(dense=dense, dropout=dropout)
+    steps = epochs * int(np.ceil(len(net["train"][1]) / batch))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)),
+                  loss="mse")
+    best = (np.inf, model.get_weights(), 0)
+    for e in range(epochs):
+        fit(model, *net["train"], epochs=1, batch=batch, seed=100 + e, verbose=0,
+            augment=augment_mirror_light if augment else None)
+        val_mse = _mse(_predict(model, net["val"][0]), net["val"][1])
+        if val_mse < best[0]:
+            best = (val_mse, model.get_weights(), e + 1)
+        if verbose:
+            print(f"udacity epoch {e + 1}/{epochs} {time.perf_counter() - t0:.0f}s val mse {val_mse:.3g}"
+                  f"{' *' if best[2] == e + 1 else ''}", flush=True)
+    model.set_weights(best[1])
+    xte, yte = net["test"]
+    pred = _predict(model, xte)
+    ytr = net["train"][1]
+    blocks = udacity_blocks(len(data["angles"]))
+    mse, var = _mse(pred, yte), float(np.var(yte))
+    mean_mse = _mse(np.full(len(yte), float(np.mean(ytr))), yte)
+    quality = {
+        "heldout_mse": mse, "label_variance": var, "mse_over_variance": mse / var,
+        "mean_predictor_mse": mean_mse, "beats_mean_predictor": bool(mse < min(mean_mse, var)),
+        "heldout_correlation": float(np.corrcoef(pred, yte)[0, 1]),
+        "heldout_frames": len(yte), "heldout_block": list(blocks["test"]),
+        "val_mse": float(best[0]), "val_block": list(blocks["val"]), "best_epoch": best[2],
+        "train_frames": len(ytr), "sequence_frames": len(data["angles"]),
+    }
+    notes = (f"held-out MSE in rad^2 on frames {blocks['test'][0]}-{blocks['test'][1] - 1} of a "
+             f"{len(data['angles'])}-frame dashcam sequence (a contiguous block never used in training; "
+             f"{UDACITY_GAP} frames on each side unused too), frames shrunk to {UDACITY_HW[1]}x{UDACITY_HW[0]} "
+             f"(cv2.INTER_AREA) and preprocessed by the model card; label_variance is that block's label "
+             f"variance (the MSE of the best constant, which knows the block's mean); mean_predictor_mse is the "
+             f"MSE of predicting the training labels' mean. Trained on the {len(ytr)} frames outside the held-out "
+             f"and validation blocks and their gaps (each batch: half mirrored with negated angle, brightness "
+             f"and contrast jittered), Adam with cosine decay, batch "
+             f"{batch}, {epochs} epochs, weights of the epoch with the lowest MSE on the validation block "
+             f"(frames {blocks['val'][0]}-{blocks['val'][1] - 1}): epoch {best[2]}. Labels are an approximate "
+             f"steering signal derived from camera motion.")
+    out = Path(out)
+    _save(model, "udacity_steering", out, quality, time.perf_counter() - t0, notes)
+    if ship_frames:
+        folder = export_udacity_frames(data, split, out / UDACITY_FRAMES_DIR)
+        quality.update(measure_on_frames(out / "udacity_steering.keras", folder))
+        rec = json.loads((out / "udacity_steering.json").read_text())
+        rec["quality"] = quality
+        rec["shipped_frames"] = {"folder": UDACITY_FRAMES_DIR, "frames": UDACITY_SHIPPED,
+                                 "bytes": sum(p.stat().st_size for p in folder.iterdir()),
+                                 "how": "shipped_frames_mse: the model through deeptest_iot.model.core.load_model "
+                                        "on the shipped JPEGs, against their labels.csv"}
+        atomic_write_json(out / "udacity_steering.json", rec)
+    return quality
+
+
+def export_udacity_frames(data: dict, split: dict, folder: Path) -> Path:
+    """Write UDACITY_SHIPPED frames of the held-out block, evenly spaced, as 200x150 JPEGs with
+    ``labels.csv`` and a ``README.md`` giving their provenance. Old JPEGs in ``folder`` are removed."""
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.jpg"):
+        old.unlink()
+    block = split["test"][0]
+    pick = block[np.round(np.linspace(0, len(block) - 1, min(UDACITY_SHIPPED, len(block)))).astype(int)]
+    lines = ["frame_id,steering_angle"]
+    for i in pick:
+        fid = data["ids"][i]
+        ok, buf = cv2.imencode(".jpg", data["frames"][i][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, UDACITY_JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError(f"cannot encode frame {fid}")
+        (folder / f"{fid}.jpg").write_bytes(buf.tobytes())
+        lines.append(f"{fid},{float(data['angles'][i]):.6f}")
+    atomic_write_text(folder / "labels.csv", "\n".join(lines) + "\n")
+    a, b = udacity_blocks(len(data["angles"]))["test"]
+    atomic_write_text(folder / "README.md", FRAMES_README.format(
+        n=len(pick), w=UDACITY_HW[1], h=UDACITY_HW[0], q=UDACITY_JPEG_QUALITY, a=a, b=b - 1,
+        total=len(data["angles"]), secs=len(data["angles"]) / 20))
+    return folder
+
+
+FRAMES_README = """\
+# udacity_steering_frames: {n} real dashcam frames for tests and the demo
+
+{n} front-camera frames of daytime driving on a two-lane road, {w}x{h} JPEG (quality {q}), shrunk
+from 640x480 with OpenCV `INTER_AREA`. Source: the Udacity self-driving car challenge data
+(MIT licence), as redistributed in the DeepXplore repository's driving test set. They are spread
+evenly over frames {a}-{b} of a {total}-frame (20 frames/s, {secs:g} s) sequence: the contiguous
+block the sample model `udacity_steering` never saw in training (its held-out block). File name =
+frame id = capture time in nanoseconds.
+
+`labels.csv`: `frame_id,steering_angle`, in radians, positive = left. The angles are
+**approximate**: derived from the camera's motion (horizontal shift of the horizon band between
+consecutive frames, under an assumed 60 degree field of view, 2.85 m wheelbase and 12 m/s,
+smoothed over 9 frames), because the steering column distributed with these frames is not
+usable. Their sign and shape follow the road; their scale is approximate.
+
+Made by `deeptest-iot samples train udacity_steering --frames DIR` (`export_udacity_frames` in
+`sample_models/train.py`). Use: `deeptest_iot.sample_models.frames_path("udacity_steering")`.
+"""
+
+
+def measure_on_frames(model_path: Path, folder: Path) -> dict:
+    """MSE of the saved model, loaded as users load it, on a folder of frames with labels.csv."""
+    from deeptest_iot.data.seeds import load_seeds
+    from deeptest_iot.model.core import load_model
+
+    seeds = load_seeds(folder, labels=Path(folder) / "labels.csv")
+    pred = load_model(model_path).predict(seeds.images)
+    y = np.asarray(seeds.labels, np.float64)
+    return {"shipped_frames_mse": _mse(pred, y), "shipped_frames_label_variance": float(np.var(y)),
+            "shipped_frames": len(y)}
+
+
+# ---------------------------------------------------------------------------------------------
 # command line
 
 
@@ -396,6 +688,7 @@ TRAINERS = {
     "dave2_steering": train_dave2_steering,
     "sign_classifier": train_sign_classifier,
     "tiny_detector": train_tiny_detector,
+    "udacity_steering": train_udacity_steering,
 }
 
 
@@ -406,11 +699,38 @@ def main(argv=None) -> int:
     ap.add_argument("name", choices=sorted(TRAINERS))
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--profile-only", action="store_true", help="only (re)make NAME.profile.npz")
+    ap.add_argument("--frames", type=Path, default=None,
+                    help="folder of real frames with labels.csv (udacity_steering only)")
     args = ap.parse_args(argv)
-    if not args.profile_only:
-        print(json.dumps(TRAINERS[args.name](args.out), indent=2))
-    print(make_profile(args.name, args.out, profile_frames(args.name)))
+    print(json.dumps(train_and_profile(args.name, args.out, args.frames, profile_only=args.profile_only), indent=2))
     return 0
+
+
+def check_frames_option(name: str, frames) -> None:
+    """ConfigError unless ``frames`` is given (and a frames folder) exactly for the models that need it."""
+    from deeptest_iot.errors import ConfigError
+
+    if name in NEEDS_FRAMES:
+        frames_folder(frames)
+    elif frames is not None:
+        raise ConfigError(f"--frames is only for {', '.join(NEEDS_FRAMES)}; {name} trains on generated scenes")
+
+
+def train_and_profile(name: str, out: Path = HERE, frames=None, profile_only: bool = False) -> dict:
+    """Train ``name`` into ``out`` (unless ``profile_only``) and make its profile; return its quality.
+    ``frames``: the real-frames folder udacity_steering needs (ConfigError when missing); refused for
+    the models trained on generated scenes."""
+    check_frames_option(name, frames)
+    out = Path(out)
+    quality = None
+    if not profile_only:
+        quality = TRAINERS[name](out, frames=frames) if name in NEEDS_FRAMES else TRAINERS[name](out)
+    how = None
+    if name in NEEDS_FRAMES:
+        how = ("activations of the model's training frames (every frame outside the held-out and validation "
+               "blocks and their gaps) and of their mirror images, through deeptest_iot.model.core.load_model(...).run")
+    make_profile(name, out, profile_frames(name, frames_dir=frames), how=how)
+    return quality if quality is not None else json.loads((out / f"{name}.json").read_text())["quality"]
 
 
 if __name__ == "__main__":

@@ -188,10 +188,13 @@ def test_wrong_layers_and_shapes_refused():
 
 def test_conv_feature_maps_are_spatially_averaged():
     fmap = np.zeros((1, 2, 2, 3))
-    fmap[0, :, :, 2] = [[4, 0], [0, 0]]   # channel means [0, 0, 1]
-    tr = CoverageTracker(["nc:0.5"], {"conv": 3})
-    assert tr.update({"conv": fmap}).tolist() == [1]
-    assert tr.criteria["nc:0.5"].state["conv"][0].tolist() == [False, False, True]
+    fmap[0, :, :, 2] = [[4, 0], [0, 0]]   # channel means [0, 0, 1]; the map spans [0, 4]
+    tr = CoverageTracker(["nc:0.2", "nc:0.5", "nc-means:0.5"], {"conv": 3})
+    # nc scales the whole map first (channel 2: mean of [[1, 0], [0, 0]] = 0.25); nc-means scales the means
+    assert tr.update({"conv": fmap}).tolist() == [2]
+    assert tr.criteria["nc:0.2"].state["conv"][0].tolist() == [False, False, True]
+    assert tr.criteria["nc:0.5"].state["conv"][0].tolist() == [False, False, False]
+    assert tr.criteria["nc-means:0.5"].state["conv"][0].tolist() == [False, False, True]
 
 
 def test_empty_batch_returns_empty_gains():

@@ -45,9 +45,9 @@ def test_shipped_twin_is_current_and_matches(floats, name, to):
     twin = load_twin(path, mut)
     check = check_twin(mut, twin)
     assert check.shared_layers == entry["layers_mapped"]
-    # every counted layer maps, except dave2's last Dense, whose output the converter folded into the
-    # 'radians' Rescaling and renamed as the model output
-    assert check.float_only_layers == (["steer"] if name == "dave2_steering" else [])
+    # every counted layer maps, except the steering models' last Dense, whose output the converter
+    # folded into the 'radians' Rescaling and renamed as the model output
+    assert check.float_only_layers == (["steer"] if name in ("dave2_steering", "udacity_steering") else [])
     frames = _seeds(mut)
     ref, res = mut.run(frames), twin.run(frames)
     for layer in check.shared_layers:

@@ -38,17 +38,19 @@ def list_cmd(as_json):
 @click.argument("name")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write NAME.keras, .toml, .json, .profile.npz (default: the shipped folder).")
-def train_cmd(name, out):
+@click.option("--frames", type=click.Path(path_type=Path), default=None,
+              help="udacity_steering only: folder of real dashcam frames (labels.csv frame_id,steering_angle "
+                   "and <frame_id>.jpg) to train on.")
+def train_cmd(name, out, frames):
     """Retrain sample model NAME from scratch, reproducibly (minutes on 2 CPU cores)."""
     from deeptest_iot import sample_models as sm
 
     sm._check(name)
     from deeptest_iot.sample_models import train
 
-    folder = out or sm.HERE
+    folder = Path(out or sm.HERE)
+    train.check_frames_option(name, frames)  # one clear message before any work
     click.echo(f"training {name} into {folder} ...", err=True)
-    folder = Path(folder)
-    train.TRAINERS[name](folder)
-    train.make_profile(name, folder, train.profile_frames(name))
+    train.train_and_profile(name, folder, frames)
     rec = sm.info(name, folder)
     click.echo(f"{name}: {sm.quality_summary(rec)} (trained in {rec.get('train_seconds')} s)")

@@ -112,6 +112,7 @@ class _TwinCoverage:
             parts = self._range_parts
             self.last_ranges = ({name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts
                                 else {t.name: np.zeros((0, 2), np.float32) for t in self._taps})
+            result.activations.ranges.update(self.last_ranges)  # what NC scales by (coverage.activations)
         return result
 
     def _reduce_taps(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

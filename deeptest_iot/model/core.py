@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from deeptest_iot.model.card import ModelCard, resolve_card  # noqa: E402
 from deeptest_iot.errors import ConfigError, InputError, ModelError, OutputError, UnsupportedError  # noqa: E402
+from deeptest_iot.coverage.activations import Activations  # noqa: E402
 from deeptest_iot.model.layers import LayerTap, build_tapped_model  # noqa: E402
 
 DEFAULT_BATCH = 64
@@ -29,10 +30,14 @@ DEFAULT_BATCH = 64
 
 @dataclass
 class RunResult:
-    """What one forward pass gives: decoded outputs, activations per counted layer, raw outputs."""
+    """What one forward pass gives: decoded outputs, activations per counted layer, raw outputs.
+
+    ``activations`` is a dict {layer: (N, neurons) float32} that also carries, in its ``ranges``
+    attribute, each feature map's per-input [min, max] (deeptest_iot.coverage.activations.Activations);
+    pass it to ``CoverageTracker.update`` as it is."""
 
     outputs: Any
-    activations: dict[str, np.ndarray] | None
+    activations: Activations | None
     raw: list[np.ndarray] = field(repr=False, default_factory=list)
 
 
@@ -176,13 +181,19 @@ class ModelUnderTest:
             raw = self._empty_raw()
         activations = None
         if with_activations:
-            names = [tap.name for tap in self.layers]
+            taps = self.layers
+            names = [tap.name for tap in taps]
+            spatial = [tap.name for tap in taps if tap.spatial]
             if act_parts and act_parts[0]:
-                activations = {n: _join(parts).astype(np.float32, copy=False)
-                               for n, parts in zip(names, zip(*act_parts))}
+                # per batch: the taps' means, then the spatial taps' [min, max] (layers.build_tapped_model)
+                joined = [_join(parts).astype(np.float32, copy=False) for parts in zip(*act_parts)]
+                activations = Activations(zip(names, joined[:len(names)]),
+                                          ranges=dict(zip(spatial, joined[len(names):])))
             else:
-                activations = {tap.name: np.zeros((0, tap.neurons), np.float32) for tap in self.layers}
-            bad = [n for n, a in activations.items() if a.size and not np.isfinite(a).all()]
+                activations = Activations({tap.name: np.zeros((0, tap.neurons), np.float32) for tap in taps},
+                                          ranges={n: np.zeros((0, 2), np.float32) for n in spatial})
+            bad = list(dict.fromkeys(n for n, a in [*activations.items(), *activations.ranges.items()]
+                                     if a.size and not np.isfinite(a).all()))
             if bad:
                 rows = np.flatnonzero(~np.all([np.isfinite(activations[n]).all(axis=1) for n in bad], axis=0))
                 raise OutputError(f"model {self.name!r} produced NaN or Inf activations in layer(s) "

@@ -1,6 +1,8 @@
 """Which layers count as neurons, and a flat multi-output Keras model that exposes them.
 
-A neuron is one unit of a Dense layer or one channel of a feature map (DESIGN). Layers that only
+A neuron is one unit of a Dense layer or one channel of a feature map, whose value is the channel's
+spatial mean (DESIGN). For each feature map the model also emits, per input, the [min, max] over
+the whole map, which the reference NC scales by (coverage/criteria.py, ``NC``). Layers that only
 move or rescale data (Input, Flatten, Reshape, Dropout, Pooling, Rescaling, Normalization, merges)
 are not counted. Nested models are traced through, so their inner layers count too, named
 ``outer_model/inner_layer``.
@@ -28,11 +30,14 @@ FEATURE_LAYER_TYPES: tuple[type, ...] = tuple(
 
 @dataclass(frozen=True)
 class LayerTap:
-    """A layer whose (spatially averaged) output is read as activations."""
+    """A layer whose (spatially averaged) output is read as activations. ``spatial``: its output has
+    more axes than (N, neurons) (a feature map or a sequence), so its neurons are means and the
+    tapped model also emits the output's per-input [min, max]."""
 
     name: str
     type: str
     neurons: int
+    spatial: bool = False
 
 
 def is_feature_layer(layer) -> bool:
@@ -91,11 +96,18 @@ def _reduce(tensor):
     return keras.ops.mean(tensor, axis=tuple(range(1, rank - 1)))
 
 
+def _range(tensor):
+    """Per input, [min, max] over every element of the output but the batch axis: (N, 2)."""
+    axes = tuple(range(1, len(tensor.shape)))
+    return keras.ops.stack([keras.ops.min(tensor, axis=axes), keras.ops.max(tensor, axis=axes)], axis=-1)
+
+
 def build_tapped_model(model, include=(), exclude=()):
-    """A flat Keras model returning ``[*model_outputs, *reduced_activations]`` and the taps it reads.
+    """A flat Keras model returning ``[*model_outputs, *reduced_activations, *ranges]`` and the taps
+    it reads (``ranges``: one (N, 2) [min, max] per spatial tap, in tap order).
 
     One forward pass of it gives the predictions and every counted layer's activations; conv maps are
-    averaged inside the graph, so full feature maps never reach NumPy.
+    averaged (and their extremes taken) inside the graph, so full feature maps never reach NumPy.
     """
     include, exclude = tuple(include), tuple(exclude)
     records: list = []
@@ -112,6 +124,7 @@ def build_tapped_model(model, include=(), exclude=()):
 
     taps: list[LayerTap] = []
     tapped = []
+    ranges = []
     seen = set()
     for name, layer, out in records:
         if name in seen or not _selected(name, layer, include, exclude):
@@ -120,7 +133,10 @@ def build_tapped_model(model, include=(), exclude=()):
         out = out[0] if isinstance(out, (list, tuple)) else out
         reduced = _reduce(out)
         neurons = int(reduced.shape[-1]) if len(reduced.shape) > 1 else 1
-        taps.append(LayerTap(name=name, type=type(layer).__name__, neurons=neurons))
+        spatial = len(out.shape) > 2
+        taps.append(LayerTap(name=name, type=type(layer).__name__, neurons=neurons, spatial=spatial))
         tapped.append(reduced)
-    flat = keras.Model(inputs=model.inputs, outputs=outputs + tapped, name=f"{model.name}_tapped")
+        if spatial:
+            ranges.append(_range(out))
+    flat = keras.Model(inputs=model.inputs, outputs=outputs + tapped + ranges, name=f"{model.name}_tapped")
     return flat, taps, len(outputs)
