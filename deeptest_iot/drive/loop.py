@@ -46,7 +46,7 @@ class DriveSettings:
     max_curvature: float = 1 / 60  # 1/m, sharpest bend of the roads
 
     def __post_init__(self):
-        for name, lo, hi in (("distance", 1.0, 100_000.0), ("speed", 0.5, 60.0), ("dt", 1e-3, 1.0),
+        for name, lo, hi in (("speed", 0.5, 60.0), ("dt", 1e-3, 1.0), ("distance", 1.0, 100_000.0),
                              ("max_rate", 1e-3, 100.0), ("max_angle", 1e-3, 1.2), ("max_curvature", 1e-4, 0.1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
