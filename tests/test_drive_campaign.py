@@ -67,6 +67,11 @@ def test_drive_writes_a_run_folder_and_exits_1_when_drives_leave_their_lane(left
     assert "left its lane after" in html
     traces = np.load(out / "traces.npz")
     assert traces["offset"].shape == (3, 41) and traces["departed"].all()
+    # `report` knows a drive folder, and the run-folder readers (junit) read it
+    r = _invoke(["report", str(out), "--out", str(tmp_path / "again.html")])
+    assert r.exit_code == 0 and (tmp_path / "again.html").read_text().count("data:image/webp;base64,") == 3
+    r = _invoke(["junit", str(out), "--out", str(tmp_path / "j.xml")])
+    assert r.exit_code == 0 and "1 failed" in r.output
 
 
 def test_drive_exits_0_when_every_drive_keeps_its_lane(tmp_path):

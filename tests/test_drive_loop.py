@@ -117,3 +117,20 @@ def test_settings_are_checked():
     with pytest.raises(ConfigError, match="steps"):
         DriveSettings.from_steps(0)
     assert DriveSettings(distance=300, speed=12).steps == 500
+
+
+def test_a_centre_table_of_the_parabola_draws_the_parabolas_frame():
+    """The renderer's table path agrees with its parabola path (the one the sample model learned)."""
+    import dataclasses
+
+    from deeptest_iot.data.scenes import frame_rng, sample_params
+    from deeptest_iot.drive.road import CENTRE_S
+
+    for i in range(5):
+        p = sample_params(frame_rng(7, i), n_objects=0)
+        z = CENTRE_S
+        table = tuple(zip(z.tolist(), (-p.offset + p.heading * z + p.curvature * z * z / 2).tolist()))
+        q = dataclasses.replace(p, centre=table)
+        a, b = render(p, 94, 200)[0], render(q, 94, 200)[0]
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 0.5
+        assert q.steering == pytest.approx(p.steering, abs=2e-4)

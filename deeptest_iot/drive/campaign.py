@@ -15,6 +15,7 @@ Everything is written atomically (temp file + rename); findings.jsonl is written
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import platform
@@ -132,12 +133,8 @@ def drive_campaign(mut, condition: Condition | str, drives: int = 20, seed: int 
     parts = []
     for start in range(0, drives, batch):
         chunk = setups[start:start + batch]
-        report = None
-        if progress is not None:
-            def report(k, steps, active, start=start, n=len(chunk)):
-                if k % 100 == 0 or k == steps - 1:
-                    progress(f"drives {start}-{start + n - 1}: step {k + 1}/{steps}, {active} in their lane\n")
-        parts.append(simulate(steer, chunk, condition, settings, hw, progress=report))
+        tell = None if progress is None else _progress(progress, start, len(chunk))
+        parts.append(simulate(steer, chunk, condition, settings, hw, progress=tell))
     traces = _join(parts)
     per_drive = []
     for i, s in enumerate(setups):
@@ -146,6 +143,14 @@ def drive_campaign(mut, condition: Condition | str, drives: int = 20, seed: int 
     return DriveReport(condition=condition, settings=settings, seed=seed, per_drive=per_drive,
                        metrics=aggregate(per_drive), traces=traces, setups=setups, model_name=mut.name,
                        frame_hw=hw)
+
+
+def _progress(echo: Callable[[str], None], start: int, n: int):
+    def tell(k, steps, active):
+        if k % 100 == 0 or k == steps - 1:
+            echo(f"drives {start}-{start + n - 1}: step {k + 1}/{steps}, {active} in their lane\n")
+
+    return tell
 
 
 def _join(parts: list[Traces]) -> Traces:
@@ -310,6 +315,11 @@ def keeps_lane(model, condition: Condition | str = "none", drives: int = 8, seed
     its lane. ``distance`` (m) or ``steps`` sets the drives' length (default 300 m), ``speed`` their
     speed (default 12 m/s); other keyword arguments go to DriveSettings. With ``out``, the run folder
     (with the HTML report of failing drives) is written there."""
+    known = {f.name for f in dataclasses.fields(DriveSettings)} - {"distance"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"keeps_lane: unknown option(s) {', '.join(unknown)}; known: distance, steps, speed, "
+                          f"out, {', '.join(sorted(known - {'speed'}))}")
     kw = dict(settings)
     if speed is not None:
         kw["speed"] = speed

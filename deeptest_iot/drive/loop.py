@@ -205,10 +205,7 @@ def simulate(steer: Steer | None, setups: list[DriveSetup], condition: Condition
         chain = constant_chain if constant_chain is not None else condition.chain(progress_k, k * dt)
         post = None
         if chain is not None and not chain.is_identity:
-            row_seeds = [seeds[r] for r in rows]
-
-            def post(j, img, chain=chain, row_seeds=row_seeds):
-                return chain(img, seed=row_seeds[j])
+            post = _condition(chain, [seeds[r] for r in rows])
 
         frames = render_frames(params, h, w, post=post, threads=threads)
         timing["render"] += time.perf_counter() - t0
@@ -234,6 +231,14 @@ def simulate(steer: Steer | None, setups: list[DriveSetup], condition: Condition
 
     return Traces(data=data, steps_driven=steps_driven, departed=departed, invalid=invalid,
                   seconds=time.perf_counter() - start, timing={k: round(v, 3) for k, v in timing.items()})
+
+
+def _condition(chain, row_seeds: list[int]):
+    """``post(j, frame)``: the chain on car j's frame, with car j's seed (the same every step)."""
+    def post(j, img):
+        return chain(img, seed=row_seeds[j])
+
+    return post
 
 
 def _move(state: vehicle.CarState, st: vehicle.CarState, rows: np.ndarray, command: np.ndarray,
