@@ -6,7 +6,7 @@ The folder is of the run-folder family (``docs/results-format.md``; the drive ke
     summary.json     status, drives, failures, failure rate, aggregate metrics, every drive's metrics
     findings.jsonl   one line per failing drive: condition, seeds, metrics (a recipe: the drive
                      replays from them)
-    traces.npz       every drive's trace (pose, offsets, steering, fitted road), NaN after its end
+    traces.npz       every drive's trace (pose, offsets, steering, pure-pursuit label), NaN after its end
     drives/          drive-NNNN.webp: each failing drive as an animation of what its camera saw
     report.html      failing drives as animations beside their lateral-offset traces
 

@@ -1,7 +1,8 @@
 """The closed loop: N cars drive at once, one model call per time step for all of them.
 
-Each step, for every car still in its lane: project the car onto its road, fit the road ahead as
-the renderer draws it, render the camera frame, apply the condition, then ONE batched model call
+Each step, for every car still in its lane: project the car onto its road, sample the true lane
+centre ahead in the camera's frame, render the camera frame along it, apply the condition (the
+drive's chain and seed), then ONE batched model call
 gives every car its steering command; the actuator limits it and the bicycle model moves the car
 by dt. A car whose wheel crosses an edge line of its lane (lane departure) stops there: its drive
 has failed. Everything a drive does is a pure function of (campaign seed, drive index, condition,

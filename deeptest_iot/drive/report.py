@@ -2,7 +2,8 @@
 
 Animations are animated WebP (Pillow): the frames the model saw, re-rendered from the drive's
 trace (the trace holds every input of the renderer and of the condition, so they are the same
-pixels), scaled up 2x, with the model's steering command as an arrow, the time, the lateral offset
+pixels), scaled up 2x, with the model's steering command as an arrow (its angle times
+``ARROW_GAIN``: a few hundredths of a radian would not show), the time, the lateral offset
 and a gauge of where the car sits in its lane. They cover the last ``ANIMATION_SECONDS`` before the
 departure at ``ANIMATION_FPS``. ``report.html`` is self-contained like the campaign report (the
 animations embedded as data URIs, the traces as inline SVG, no script, no network reference).
