@@ -71,6 +71,13 @@ def test_frames_replay_exactly_and_runs_are_deterministic():
     # the same drive in other company is the same drive
     alone = simulate(steer, setups[1:2], "rain:0.2-0.6+fog:0.3", settings, HW)
     assert np.array_equal(alone.data["x"][0], a.data["x"][1], equal_nan=True)
+    # a chain without randomness runs as one batched call per step: the same pixels as one per car
+    seen.clear()
+    c = simulate(steer, setups, "fog:0.2-0.5+rotation:0.1", settings, HW, on_frames=keep)
+    for i in range(3):
+        steps = [k for (r, k) in seen if r == i]
+        again = replay_frames(setups[i], "fog:0.2-0.5+rotation:0.1", settings, c.row(i), HW, steps)
+        assert all(np.array_equal(f, seen[(i, k)]) for k, f in zip(steps, again))
 
 
 def frames_differ(a, b) -> bool:

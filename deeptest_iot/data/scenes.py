@@ -365,11 +365,21 @@ def _distances(zn: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _sky(yh: int, top: tuple, bottom: tuple) -> np.ndarray:
+def _sky(yh: int, w: int, top: tuple, bottom: tuple) -> np.ndarray:
+    """The sky's rows (yh, w * 3): a vertical gradient from ``top`` to ``bottom`` (cached)."""
     t = np.linspace(0.0, 1.0, max(yh, 1))[:, None]
     sky = (np.asarray(top) * (1 - t) + np.asarray(bottom) * t).astype(np.uint8)
-    sky.flags.writeable = False
-    return sky
+    rows = np.tile(sky[:yh], (1, w))
+    rows.flags.writeable = False
+    return rows
+
+
+@lru_cache(maxsize=64)
+def _colour_row(colour: tuple, w: int) -> np.ndarray:
+    """One image row (w * 3,) of a flat colour (cached)."""
+    row = np.tile(np.asarray(colour, np.uint8), w)
+    row.flags.writeable = False
+    return row
 
 
 def render(p: SceneParams, height: int = 160, width: int = 320):
@@ -378,10 +388,10 @@ def render(p: SceneParams, height: int = 160, width: int = 320):
     cam = _Camera(p, h, w)
     img = np.empty((h, w, 3), np.uint8)
     yh = int(round(cam.yh))
-    # sky: vertical gradient
-    sky = _sky(yh, tuple(p.sky_top), tuple(p.sky_bottom))
-    img[:yh] = sky[:, None, :]
-    img[yh:] = p.grass
+    # sky: vertical gradient; grass below (filled as whole rows: numpy broadcasts a 3-vector slowly)
+    rows = img.reshape(h, w * 3)
+    rows[:yh] = _sky(yh, w, tuple(p.sky_top), tuple(p.sky_bottom))
+    rows[yh:] = _colour_row(tuple(p.grass), w)
     # skyline of buildings standing on the horizon
     for x0, x1, hf, c in p.skyline:
         top = yh - hf * h

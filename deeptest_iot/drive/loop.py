@@ -204,11 +204,15 @@ def simulate(steer: Steer | None, setups: list[DriveSetup], condition: Condition
         params = [frame_params(setups[r].scene, off[j], head[j], kap[j], centre_table(cz[kept[j]], cy[kept[j]]),
                                s_car[j], st.psi[j], k, h, w) for j, r in enumerate(rows)]
         chain = constant_chain if constant_chain is not None else condition.chain(progress_k, k * dt)
-        post = None
-        if chain is not None and not chain.is_identity:
-            post = _condition(chain, [seeds[r] for r in rows])
-
+        post, batched = None, None
+        if not chain.is_identity:
+            if _uses_seed(chain):  # each car its own randomness: one call per frame
+                post = _condition(chain, [seeds[r] for r in rows])
+            else:  # fog, brightness, blur, geometry: the seed changes nothing, so one call for all
+                batched = chain
         frames = render_frames(params, h, w, post=post, threads=threads)
+        if batched is not None:
+            frames = batched(frames, seed=0)
         timing["render"] += time.perf_counter() - t0
         if on_frames is not None:
             on_frames(k, rows.copy(), frames)
@@ -232,6 +236,22 @@ def simulate(steer: Steer | None, setups: list[DriveSetup], condition: Condition
 
     return Traces(data=data, steps_driven=steps_driven, departed=departed, invalid=invalid,
                   seconds=time.perf_counter() - start, timing={k: round(v, 3) for k, v in timing.items()})
+
+
+_PROBE = np.random.default_rng(20240516).integers(0, 256, (1, 24, 32, 3), dtype=np.uint8)
+_SEEDED: dict = {}
+
+
+def _uses_seed(chain) -> bool:
+    """Whether ``chain``'s pixels depend on its randomness seed (rain, snow, noise do; fog, brightness,
+    blur and geometric transforms do not), tried once on a random probe frame. A chain that does
+    not is applied to every car's frame in one batched call: transforms treat each image of a batch
+    on its own (``Transform.__call__``), so the pixels are those of one call per car."""
+    if chain not in _SEEDED:
+        if len(_SEEDED) > 4096:
+            _SEEDED.clear()
+        _SEEDED[chain] = not np.array_equal(chain(_PROBE, seed=1), chain(_PROBE, seed=2))
+    return _SEEDED[chain]
 
 
 def _condition(chain, row_seeds: list[int]):
