@@ -16,7 +16,9 @@ offline-positive by one of two rules:
   finding  at least one of its seed frames is a finding of the sweep (what the offline report tells
            a developer: this road has a problem);
   bias     the mean signed error (pred - label) over its seed frames under the transform exceeds
-           ``--bias`` (0.02 rad) in magnitude. Pure pursuit turns a constant steering bias b into a
+           ``--bias`` (0.02 rad) in magnitude (each frame transformed as the drive would: with the
+           drive's camera, speed, seed and the frame's time; the sweep uses the transforms'
+           defaults, as `run` does). Pure pursuit turns a constant steering bias b into a
            steady offset of b * 12^2 / (2 * 2.7) = 26.7 b metres: 0.02 rad uses 0.53 m of the
            0.7-1.1 m a car has before a wheel crosses the line (predictions: one batched call per
            transform, randomness seed 0).
@@ -49,9 +51,9 @@ import numpy as np  # noqa: E402
 
 from deeptest_iot.data.seeds import load_seeds  # noqa: E402
 from deeptest_iot.drive.campaign import drive_campaign, frame_size, load_for_drive  # noqa: E402
-from deeptest_iot.drive.loop import DriveSettings, replay_frames, setup_drive, simulate  # noqa: E402
+from deeptest_iot.drive.condition import parse_condition  # noqa: E402
+from deeptest_iot.drive.loop import DriveSettings, camera_values, replay_frames, setup_drive, simulate  # noqa: E402
 from deeptest_iot.engine.campaign import CampaignOptions, run_campaign  # noqa: E402
-from deeptest_iot.transforms import get  # noqa: E402
 
 # family -> (transform, three severities): each severity is a transform of the sweep presets
 # (weather and sensor: 0.25/0.5/0.75/1; deeptest-brightness: delta 10..100 = 0.1..1; deeptest-blur:
@@ -151,8 +153,15 @@ def main() -> int:
     lam = off_summary["campaign"]["relation"]["lambda"]
     floor = float(np.mean((labels - clean) ** 2 > lam * off["mse_orig"]))
 
+    # the bias rule sees each seed frame as the drive would: the drive's camera and speed, the frame's time
+    step_of = np.array([int(i.split("_k")[1].split(".")[0]) for i in seeds.ids])
+    cams = [camera_values(s, settings, hw) for s in setups]
+
     def bias_flagged(name: str, sev: float) -> tuple[set, float]:
-        pred = np.asarray(mut.predict(get(name, severity=sev)(seeds.images, seed=0)), np.float64)
+        cond = parse_condition(f"{name}:{sev:.6g}")
+        frames = np.stack([cond.chain(0.0, k * settings.dt, cams[d])(img, seed=setups[d].condition_seed)
+                           for img, d, k in zip(seeds.images, drive_of, step_of)])
+        pred = np.asarray(mut.predict(frames), np.float64)
         err = pred - labels
         bias = np.array([err[drive_of == i].mean() for i in range(args.drives)])
         return set(np.flatnonzero(np.abs(bias) > args.bias).tolist()), float(np.mean(np.abs(err)))

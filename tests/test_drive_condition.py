@@ -63,9 +63,22 @@ def test_time_goes_into_a_t_parameter_when_a_transform_has_one(monkeypatch):
 
 
 def test_same_chain_and_seed_give_the_same_frame_every_step():
-    c = parse_condition("rain:0.6")
     frame = np.full((40, 60, 3), 120, np.uint8)
-    a = c.chain(0.1, 0.05)(frame, seed=11)
-    b = c.chain(0.9, 30.0)(frame, seed=11)
-    assert np.array_equal(a, b) and not np.array_equal(a, frame)  # frozen rain: the same drops each step
-    assert not np.array_equal(a, c.chain(0.1, 0.05)(frame, seed=12))  # another drive, other drops
+    fog = parse_condition("fog:0.6")
+    a, b = fog.chain(0.1, 0.05)(frame, seed=11), fog.chain(0.9, 30.0)(frame, seed=11)
+    assert np.array_equal(a, b) and not np.array_equal(a, frame)  # fog stays put
+    rain = parse_condition("rain:0.6")
+    assert rain.animated and rain.chain(0.0, 3.0).transforms[0].params["t"] == 3.0
+    a = rain.chain(0.1, 0.05)(frame, seed=11)
+    assert np.array_equal(a, rain.chain(0.1, 0.05)(frame, seed=11))  # same time, same seed: same drops
+    assert not np.array_equal(a, rain.chain(0.1, 0.10)(frame, seed=11))  # a frame later they have moved
+    assert not np.array_equal(a, rain.chain(0.1, 0.05)(frame, seed=12))  # another drive, other drops
+
+
+def test_the_camera_and_the_car_go_into_the_transforms_that_describe_them():
+    camera = {"horizon": 0.41, "vfov_deg": 50.3, "camera_height_m": 1.3, "speed_kmh": 43.2}
+    rain = parse_condition("rain:0.5+brightness:0.2").chain(0.0, 1.0, camera).transforms
+    assert {k: rain[0].params[k] for k in camera} == camera
+    assert rain[1].params == get("brightness", severity=0.2).params  # nothing to set there
+    fog = parse_condition("fog:0.5").chain(0.0, 1.0, {**camera, "camera_height_m": 99.0}).transforms[0]
+    assert fog.params["horizon"] == 0.41 and fog.params["camera_height_m"] == 5.0  # clipped to its range

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from deeptest_iot.cli.model import TRUST_HELP
+from deeptest_iot.engine.options import TRUST_HELP
 
 
 @click.command("drive")

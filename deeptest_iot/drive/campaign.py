@@ -268,14 +268,9 @@ def load_for_drive(model: Any = None, card: str | None = None, trust_model: bool
         from deeptest_iot import sample_models
 
         model = str(sample_models.path(SAMPLE_MODEL))
-    if isinstance(model, (str, Path)):
-        from deeptest_iot.cli.model import load_from_options
-
-        mut = load_from_options(str(model), card, None, (), (), trust_model)
-    else:
-        mut = load_model(model, card)
-    mut.batch_size = max(DEFAULT_BATCH, int(batch))
-    return mut
+    if isinstance(model, Path):
+        model = str(model)
+    return load_model(model, card, trust=trust_model, batch_size=max(DEFAULT_BATCH, int(batch)))
 
 
 def run_drives(model: Any = None, condition: Condition | str = "none", drives: int = 20, seed: int = 0,

@@ -15,6 +15,9 @@ randomness seed (the drive's), so fog stays put and a sensor's dead pixels do no
 whose transform has a parameter named ``t`` (animated weather: seconds) get the drive time in it
 at each step (clipped to that parameter's range), so rain and snow move; a transform without
 ``t`` draws the same drops every frame (frozen rain: drops on the lens rather than falling).
+Links whose transform describes the camera or the car (the weather's ``horizon``, ``vfov_deg``,
+``camera_height_m``, ``speed_kmh``) get the simulated camera's and car's values (see
+``loop.camera_values``), so fog thickens with the true distance of each row.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class Link:
         return f"{self.name}:{_fmt(self.start)}" + (f"-{_fmt(self.end)}" if self.ramp else "")
 
 
+def _clip(param, value: float) -> float:
+    return min(max(float(value), param.lo), param.hi)
+
+
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
@@ -74,17 +81,21 @@ class Condition:
     def max_severity(self) -> float:
         return max((max(link.start, link.end) for link in self.links), default=0.0)
 
-    def chain(self, progress: float, time_s: float):
+    def chain(self, progress: float, time_s: float, camera: dict | None = None):
         """The transform chain of the frame at ``progress`` (0..1 of the planned drive) and drive
-        time ``time_s`` seconds (set in each link with a ``t`` parameter)."""
+        time ``time_s`` seconds (set in each link with a ``t`` parameter). ``camera`` sets the
+        parameters that describe the camera or the car (``horizon``, ``vfov_deg``,
+        ``camera_height_m``, ``speed_kmh``) in the links whose transform has them; each value is
+        clipped to the parameter's range."""
         from deeptest_iot.transforms import Chain, get
 
+        values = dict(camera or {})
         out = []
         for link in self.links:
             t = get(link.name, severity=link.severity(progress))
-            if "t" in t.params:
-                p = t.spec.param("t")
-                t = t.replace(t=min(max(float(time_s), p.lo), p.hi))
+            changes = {k: v for k, v in {**values, "t": time_s}.items() if k in t.params}
+            if changes:
+                t = t.replace(**{k: _clip(t.spec.param(k), v) for k, v in changes.items()})
             out.append(t)
         return Chain(out)
 
@@ -97,7 +108,7 @@ class Condition:
 
     @property
     def constant(self) -> bool:
-        """True when every frame goes through the same chain (no ramp, no time)."""
+        """True when every frame of a drive goes through the same chain (no ramp, no time)."""
         return not any(link.ramp for link in self.links) and not self.animated
 
     def to_dict(self) -> dict:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from deeptest_iot.data.scenes import LOOKAHEAD, WHEELBASE, pursuit_angle
+from deeptest_iot.data.scenes import CAMERA_HEIGHT, LOOKAHEAD, WHEELBASE, pursuit_angle
 from deeptest_iot.drive import vehicle
 from deeptest_iot.drive.camera import DriveScene, frame_params, make_scene, render_frames
 from deeptest_iot.drive.condition import Condition, parse_condition
@@ -161,7 +161,8 @@ def simulate(steer: Steer | None, setups: list[DriveSetup], condition: Condition
                              psi=th0 - np.array([s.start_heading for s in setups]), delta=np.zeros(n))
     hint = np.zeros(n, np.int64)
     active = all_rows.copy()
-    constant_chain = condition.chain(0.0, 0.0) if condition.constant else None
+    cameras = [camera_values(s, settings, (h, w)) for s in setups]
+    constant_chains = [condition.chain(0.0, 0.0, c) for c in cameras] if condition.constant else None
     start = time.perf_counter()
 
     for k in range(steps + 1):
@@ -203,16 +204,14 @@ def simulate(steer: Steer | None, setups: list[DriveSetup], condition: Condition
             continue
         params = [frame_params(setups[r].scene, off[j], head[j], kap[j], centre_table(cz[kept[j]], cy[kept[j]]),
                                s_car[j], st.psi[j], k, h, w) for j, r in enumerate(rows)]
-        chain = constant_chain if constant_chain is not None else condition.chain(progress_k, k * dt)
-        post, batched = None, None
-        if not chain.is_identity:
-            if _uses_seed(chain):  # each car its own randomness: one call per frame
-                post = _condition(chain, [seeds[r] for r in rows])
-            else:  # fog, brightness, blur, geometry: the seed changes nothing, so one call for all
-                batched = chain
+        if constant_chains is not None:
+            chains = [constant_chains[r] for r in rows]
+        else:
+            chains = [condition.chain(progress_k, k * dt, cameras[r]) for r in rows]
+        post, batched = _plan_condition(chains, [seeds[r] for r in rows])
         frames = render_frames(params, h, w, post=post, threads=threads)
-        if batched is not None:
-            frames = batched(frames, seed=0)
+        for chain, js in batched:  # the seed changes nothing: one call for all the cars that share the chain
+            frames[js] = chain(frames[js], seed=0)
         timing["render"] += time.perf_counter() - t0
         if on_frames is not None:
             on_frames(k, rows.copy(), frames)
@@ -247,19 +246,45 @@ def _uses_seed(chain) -> bool:
     blur and geometric transforms do not), tried once on a random probe frame. A chain that does
     not is applied to every car's frame in one batched call: transforms treat each image of a batch
     on its own (``Transform.__call__``), so the pixels are those of one call per car."""
-    if chain not in _SEEDED:
+    # the time and the camera do not decide whether a transform draws random numbers: probe once per
+    # chain without them (a rain ramp: once per step; constant animated rain: once per campaign)
+    key = tuple((t.name, tuple((k, v) for k, v in t.params.items() if k not in _NOT_RANDOMNESS)) for t in chain)
+    if key not in _SEEDED:
         if len(_SEEDED) > 4096:
             _SEEDED.clear()
-        _SEEDED[chain] = not np.array_equal(chain(_PROBE, seed=1), chain(_PROBE, seed=2))
-    return _SEEDED[chain]
+        _SEEDED[key] = not np.array_equal(chain(_PROBE, seed=1), chain(_PROBE, seed=2))
+    return _SEEDED[key]
 
 
-def _condition(chain, row_seeds: list[int]):
-    """``post(j, frame)``: the chain on car j's frame, with car j's seed (the same every step)."""
+_NOT_RANDOMNESS = ("t", "horizon", "vfov_deg", "camera_height_m", "speed_kmh")
+
+
+def _plan_condition(chains: list, row_seeds: list[int]):
+    """How to apply each car's chain: ``post(j, frame)`` for the chains whose pixels depend on the
+    seed (each car its own seed, the same every step: one call per frame, in the render workers),
+    and ``[(chain, indices), ...]`` for the others, one batched call per distinct chain."""
+    groups: dict = {}
+    for j, chain in enumerate(chains):
+        if not chain.is_identity:
+            groups.setdefault(chain, []).append(j)
+    seeded = {j for chain, js in groups.items() if _uses_seed(chain) for j in js}
+    batched = [(chain, np.array(js)) for chain, js in groups.items() if not _uses_seed(chain)]
+    if not seeded:
+        return None, batched
+
     def post(j, img):
-        return chain(img, seed=row_seeds[j])
+        return chains[j](img, seed=row_seeds[j]) if j in seeded else img
 
-    return post
+    return post, batched
+
+
+def camera_values(setup: "DriveSetup", settings: DriveSettings, frame_hw: tuple[int, int]) -> dict:
+    """What a condition's transforms may need to know about the camera and the car, from the drive:
+    the horizon row (fraction of the height), the vertical field of view of the renderer's camera
+    (focal length w/2 pixels: 2 atan(h/w)), its height and the car's speed."""
+    h, w = frame_hw
+    return {"horizon": float(setup.scene.base.horizon), "vfov_deg": math.degrees(2 * math.atan(h / w)),
+            "camera_height_m": CAMERA_HEIGHT, "speed_kmh": settings.speed * 3.6}
 
 
 def _move(state: vehicle.CarState, st: vehicle.CarState, rows: np.ndarray, command: np.ndarray,
@@ -303,7 +328,7 @@ def replay_frames(setup: DriveSetup, condition: Condition | str, settings: Drive
                          traces_row["curvature"][k], centre_table(cz[0], cy[0]), traces_row["s"][k],
                          traces_row["psi"][k], int(k), h, w)
         img = render_frames([p], h, w, threads=False)[0]
-        chain = condition.chain(k / settings.steps, k * settings.dt)
+        chain = condition.chain(k / settings.steps, k * settings.dt, camera_values(setup, settings, (h, w)))
         if not chain.is_identity:
             img = chain(img, seed=setup.condition_seed)
         out.append(img)

@@ -25,7 +25,8 @@ import numpy as np
 from deeptest_iot import __version__
 from deeptest_iot.errors import InputError
 from deeptest_iot.fileio import atomic_write_bytes, atomic_write_text
-from deeptest_iot.results.report import CSS, draw_steering, e, fmt, nice_step, pct
+from deeptest_iot.results.report import CSS, e, fmt, nice_step, pct
+from deeptest_iot.tasks.drawing import draw_steering
 
 ANIMATION_FPS = 10
 ANIMATION_SECONDS = 12.0
