@@ -1,7 +1,8 @@
 """Run every speed benchmark, one after the other, and print their figures as one JSON object.
 
 Usage: python benchmarks/run_all.py [--quick]    (takes a few minutes on 2 cores; the studies
-study_guidance.py and retrain_loop.py and the table deeptest_table.py are run on their own)
+study_guidance.py, study_offline_online.py and retrain_loop.py and the table deeptest_table.py are run
+on their own)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_model", "bench_transforms", "bench_coverage", "bench_scenes", "bench_campaign")
+BENCHMARKS = ("bench_model", "bench_transforms", "bench_coverage", "bench_scenes", "bench_campaign", "bench_drive")
 
 
 def main() -> int:
@@ -21,7 +22,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
     args = ap.parse_args()
     quick = {"bench_model": ["--seconds", "2"], "bench_coverage": ["--quick"], "bench_scenes": ["--frames", "300"],
-             "bench_campaign": ["--budget", "1024", "--reference", "20"]}
+             "bench_campaign": ["--budget", "1024", "--reference", "20"], "bench_drive": ["--steps", "60", "--rounds", "2"]}
     figures, failed = {}, []
     for name in BENCHMARKS:
         cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick.get(name, []) if args.quick else [])]

@@ -22,13 +22,14 @@ SUBCOMMANDS = {
     "inspect": (".model", "inspect"),
     "profile": (".model", "profile"),
     "run": (".run", "run"),
+    "drive": (".drive", "drive"),
     "transforms": (".transforms", "transforms"),
     "samples": (".samples", "samples"),
     "convert": (".convert", "convert"),
 }
 
 # Subcommands that load a model (so import TensorFlow); the others stay fast.
-NEEDS_TENSORFLOW = {"inspect", "profile", "run", "samples", "validate", "convert"}
+NEEDS_TENSORFLOW = {"inspect", "profile", "run", "drive", "samples", "validate", "convert"}
 
 
 class LazyGroup(click.Group):

@@ -27,9 +27,15 @@ def report(out_dir: Path, out_file: Path | None, worst: int) -> None:
     from deeptest_iot.results.reader import open_run
     from deeptest_iot.results.report import write_report
 
-    for problem in open_run(out_dir).problems():
+    run = open_run(out_dir)
+    for problem in run.problems():
         click.echo(f"warning: {problem}", err=True)
-    path = write_report(out_dir, out_file, worst=worst)
+    if run.summary.get("kind") == "drive":  # a `drive` campaign: failing drives as animations
+        from deeptest_iot.drive.report import write_drive_report
+
+        path = write_drive_report(out_dir, out_file, show=worst)
+    else:
+        path = write_report(out_dir, out_file, worst=worst)
     click.echo(f"report written to {path}")
 
 

@@ -23,12 +23,19 @@ road's direction relative to the car's (positive: the road turns away to the lef
 ``curvature`` (1/m) is the road's curvature (positive: a LEFT bend). The car drives in the right
 lane of a two-lane road (right-hand traffic).
 
+``centre`` (default empty) replaces that parabola by a table of points ``((z, y_c), ...)``,
+z increasing, interpolated linearly: the true centre line of a road whose curvature changes
+ahead, as the closed-loop driver (``deeptest_iot.drive``) draws it from the car's pose. Generated
+scenes never set it, so their frames and labels are the ones the sample models were trained on;
+left empty, ``render`` draws exactly the same pixels as before it existed.
+
 Ground-truth steering (pure pursuit)
 ------------------------------------
 The label is the front-wheel angle that a pure-pursuit controller commands to reach the lane
 centre ``LOOKAHEAD`` = 12 m ahead, for a car with ``WHEELBASE`` = 2.7 m:
 
     y_L      = y_c(LOOKAHEAD) = -offset + heading*LOOKAHEAD + curvature*LOOKAHEAD**2/2
+               (or the ``centre`` table at LOOKAHEAD when it is given)
     steering = atan(2 * WHEELBASE * y_L / LOOKAHEAD**2)          (radians)
 
 Sign convention: POSITIVE = STEER LEFT (counter-clockwise seen from above, as in ISO 8855 and ROS
@@ -90,7 +97,13 @@ def steering_angle(curvature, offset, heading):
     """Pure-pursuit steering angle in radians (positive = steer left); works on arrays."""
     y_l = -np.asarray(offset, np.float64) + np.asarray(heading, np.float64) * LOOKAHEAD \
         + np.asarray(curvature, np.float64) * LOOKAHEAD ** 2 / 2
-    return np.arctan(2.0 * WHEELBASE * y_l / LOOKAHEAD ** 2)
+    return pursuit_angle(y_l)
+
+
+def pursuit_angle(y_lookahead):
+    """Pure-pursuit steering angle (rad, + = left) toward the lane centre ``y_lookahead`` metres
+    left of the car, LOOKAHEAD metres ahead."""
+    return np.arctan(2.0 * WHEELBASE * np.asarray(y_lookahead, np.float64) / LOOKAHEAD ** 2)
 
 
 @dataclass(frozen=True)
@@ -131,9 +144,13 @@ class SceneParams:
     shadows: tuple  # ((z0, z1, darkness), ...) bands across the road
     noise_at: tuple  # (row, col) offsets into the shared noise texture
     objects: tuple = field(default_factory=tuple)
+    centre: tuple = ()  # ((z, y_c), ...): the lane centre as a table, instead of the parabola (closed loop)
 
     @property
     def steering(self) -> float:
+        if self.centre:
+            z, y = np.asarray(self.centre, np.float64).T
+            return float(pursuit_angle(np.interp(LOOKAHEAD, z, y)))
         return float(steering_angle(self.curvature, self.offset, self.heading))
 
     def to_dict(self) -> dict:
@@ -275,9 +292,12 @@ class _Camera:
         self.cx = w / 2.0
         self.yh = p.horizon * h
         self.p = p
+        self.centre = np.asarray(p.centre, np.float64).T if p.centre else None
 
     def lane_y(self, z):
         p = self.p
+        if self.centre is not None:  # only the closed-loop driver sets it: generated frames stay as they were
+            return np.interp(z, self.centre[0], self.centre[1])
         return -p.offset + p.heading * z + p.curvature * z * z / 2
 
     def col(self, z, y):
@@ -309,17 +329,69 @@ def _strip(cam, zs, s0, s1):
     return _fx(np.concatenate([left, right[::-1]]))
 
 
+def _strips(cam, zs, bounds):
+    """``[_strip(cam, zs, s0, s1) for s0, s1 in bounds]`` in one vectorised pass (the same values:
+    the same elementwise operations in the same order, only without a Python loop)."""
+    yc = cam.lane_y(zs)
+    rows = cam.row(zs)
+    b = np.asarray(bounds, np.float64)
+    n = len(zs)
+    pts = np.empty((len(b), 2 * n, 2))
+    pts[:, :n, 0] = cam.col(zs, yc + b[:, :1])
+    pts[:, n:, 0] = cam.col(zs, yc + b[:, 1:])[:, ::-1]
+    pts[:, :n, 1] = rows
+    pts[:, n:, 1] = rows[::-1]
+    return list(_fx(pts))
+
+
+def _dashes(cam, z0, z1, s0, s1):
+    """The quadrilaterals of dashes from z0[i] to z1[i] between lateral offsets s0 and s1, as
+    ``_strip(cam, np.array([z0[i], z1[i]]), s0, s1)`` gives them, in one vectorised pass."""
+    z = np.stack([z0, z1], 1)
+    yc = cam.lane_y(z)
+    rows = cam.row(z)
+    left, right = cam.col(z, yc + s0), cam.col(z, yc + s1)
+    pts = np.stack([np.stack([left[:, 0], rows[:, 0]], 1), np.stack([left[:, 1], rows[:, 1]], 1),
+                    np.stack([right[:, 1], rows[:, 1]], 1), np.stack([right[:, 0], rows[:, 0]], 1)], 1)
+    return list(_fx(pts))
+
+
+@lru_cache(maxsize=64)
+def _distances(zn: float) -> np.ndarray:
+    """The distances the road's polygons are drawn at (cached: a drive's frames share them)."""
+    zs = np.geomspace(zn, Z_FAR, 28)
+    zs.flags.writeable = False
+    return zs
+
+
+@lru_cache(maxsize=64)
+def _sky(yh: int, w: int, top: tuple, bottom: tuple) -> np.ndarray:
+    """The sky's rows (yh, w * 3): a vertical gradient from ``top`` to ``bottom`` (cached)."""
+    t = np.linspace(0.0, 1.0, max(yh, 1))[:, None]
+    sky = (np.asarray(top) * (1 - t) + np.asarray(bottom) * t).astype(np.uint8)
+    rows = np.tile(sky[:yh], (1, w))
+    rows.flags.writeable = False
+    return rows
+
+
+@lru_cache(maxsize=64)
+def _colour_row(colour: tuple, w: int) -> np.ndarray:
+    """One image row (w * 3,) of a flat colour (cached)."""
+    row = np.tile(np.asarray(colour, np.uint8), w)
+    row.flags.writeable = False
+    return row
+
+
 def render(p: SceneParams, height: int = 160, width: int = 320):
     """Draw one frame. Returns (image (H,W,3) uint8 RGB, boxes (k,4) float32 xyxy, classes (k,))."""
     h, w = height, width
     cam = _Camera(p, h, w)
     img = np.empty((h, w, 3), np.uint8)
     yh = int(round(cam.yh))
-    # sky: vertical gradient
-    t = np.linspace(0.0, 1.0, max(yh, 1))[:, None]
-    sky = (np.asarray(p.sky_top) * (1 - t) + np.asarray(p.sky_bottom) * t).astype(np.uint8)
-    img[:yh] = sky[:, None, :]
-    img[yh:] = p.grass
+    # sky: vertical gradient; grass below (filled as whole rows: numpy broadcasts a 3-vector slowly)
+    rows = img.reshape(h, w * 3)
+    rows[:yh] = _sky(yh, w, tuple(p.sky_top), tuple(p.sky_bottom))
+    rows[yh:] = _colour_row(tuple(p.grass), w)
     # skyline of buildings standing on the horizon
     for x0, x1, hf, c in p.skyline:
         top = yh - hf * h
@@ -328,26 +400,28 @@ def render(p: SceneParams, height: int = 160, width: int = 320):
         cv2.line(img, (int(x0 * w) + 2, int(top + 3)), (int(x1 * w) - 2, int(top + 3)), wc, 1)
     # road, shoulders, markings
     zn = cam.z_near()
-    zs = np.geomspace(zn, Z_FAR, 28)
+    zs = _distances(zn)
     lw = p.lane_width
+    # every band over the same distances in one pass: kerbs, sidewalk, road, edge lines, solid centre line
+    bands = [(-lw / 2 - 3.0, 1.5 * lw + 3.0), (-lw / 2 - 0.5, 1.5 * lw + 0.5)] if p.kerbs else []
+    bands += [(-lw / 2 - 0.35, 1.5 * lw + 0.35), (-lw / 2 - 0.2, -lw / 2 - 0.05), (1.5 * lw + 0.05, 1.5 * lw + 0.2)]
+    if not p.dashed:
+        bands.append((lw / 2 - 0.08, lw / 2 + 0.08))
+    polys = _strips(cam, zs, bands)
     if p.kerbs:
-        cv2.fillPoly(img, [_strip(cam, zs, -lw / 2 - 3.0, 1.5 * lw + 3.0)], p.sidewalk, cv2.LINE_8, _SHIFT)
-        cv2.fillPoly(img, [_strip(cam, zs, -lw / 2 - 0.5, 1.5 * lw + 0.5)], (200, 200, 195), cv2.LINE_8, _SHIFT)
-    cv2.fillPoly(img, [_strip(cam, zs, -lw / 2 - 0.35, 1.5 * lw + 0.35)], p.road, cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(img, [polys.pop(0)], p.sidewalk, cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(img, [polys.pop(0)], (200, 200, 195), cv2.LINE_8, _SHIFT)
+    cv2.fillPoly(img, [polys[0]], p.road, cv2.LINE_8, _SHIFT)
     edge = (235, 235, 230)
-    cv2.fillPoly(img, [_strip(cam, zs, -lw / 2 - 0.2, -lw / 2 - 0.05),
-                       _strip(cam, zs, 1.5 * lw + 0.05, 1.5 * lw + 0.2)], edge, cv2.LINE_AA, _SHIFT)
+    cv2.fillPoly(img, polys[1:3], edge, cv2.LINE_AA, _SHIFT)
     if p.dashed:
         z0 = zn - p.dash_phase + 9 * np.arange(0, 9)
         z0 = z0[(z0 + 3 > zn) & (z0 < 70)]
-        polys = []
-        for a in z0:
-            dz = np.array([max(a, zn * 0.9), a + 3.0])
-            polys.append(_strip(cam, dz, lw / 2 - 0.08, lw / 2 + 0.08))
-        if polys:
-            cv2.fillPoly(img, polys, p.marking, cv2.LINE_AA, _SHIFT)
+        if len(z0):
+            dashes = _dashes(cam, np.maximum(z0, zn * 0.9), z0 + 3.0, lw / 2 - 0.08, lw / 2 + 0.08)
+            cv2.fillPoly(img, dashes, p.marking, cv2.LINE_AA, _SHIFT)
     else:
-        cv2.fillPoly(img, [_strip(cam, zs, lw / 2 - 0.08, lw / 2 + 0.08)], p.marking, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(img, [polys[3]], p.marking, cv2.LINE_AA, _SHIFT)
     # trees (never labelled, drawn behind every labelled object so they hide none)
     for z, s, r in sorted(p.trees, reverse=True):
         y = cam.lane_y(z) + (s if s < 0 else s + lw)

@@ -99,6 +99,23 @@ class Metamorphic:
             raise AssertionError(message)
         return result
 
+    def assert_keeps_lane(self, model, condition, drives: int = 8, seed: int = 0, **options):
+        """Assert that steering ``model`` keeps its lane in ``drives`` closed-loop drives under
+        ``condition`` (e.g. "fog:0.5"; see deeptest_iot.drive.keeps_lane, whose ``distance=``,
+        ``steps=``, ``speed=`` and ``out=`` it passes on). Raises an AssertionError naming the drives
+        that left their lane; returns the DriveReport."""
+        __tracebackhide__ = True
+        from deeptest_iot.drive import keeps_lane
+        from deeptest_iot.errors import DeeptestError
+
+        try:
+            report = keeps_lane(self._state.resolve_model(model), condition, drives=drives, seed=seed, **options)
+        except DeeptestError as exc:
+            pytest.fail(f"deeptest-iot: {exc}", pytrace=False)
+        if not report.passed:
+            raise AssertionError(report.message())
+        return report
+
     def _prepare(self, model, images, transform, labels):
         import numpy as np
 
