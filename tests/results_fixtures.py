@@ -39,8 +39,10 @@ MODEL = {"path": "models/dave2.keras", "name": "dave2_steering", "units": "radia
          "fingerprint": "sha256:" + "ab" * 32}
 # The campaign's options (CampaignOptions); generated seeds carry steering labels, so the steering
 # relation judges by its labelled rule: (label - after)^2 > lambda * MSE_orig = 5 * 0.02 = 0.1.
+# save_images: these folders' seed frames are the fixtures' own drawings, not a seed source a finding's
+# recipe could be rendered from again, so their images are kept as a --save-images run keeps them.
 OPTIONS = {"seed": 0, "strategy": "deeptest", "budget": 200, "n_seeds": 10,
-           "transforms": ("rain", "fog", "snow", "hflip"), "lam": 5.0, "delta": 0.1}
+           "transforms": ("rain", "fog", "snow", "hflip"), "lam": 5.0, "delta": 0.1, "save_images": True}
 SEED_MSE = 0.02  # the model's MSE on the labelled seeds (MSE_orig), as a campaign measures it
 COVERAGE = {"nc:0.5": 0.6, "kmnc:10": 0.3}  # criterion -> coverage to reach (None: whatever the inputs give)
 TRIED = {"rain": 80, "fog": 60, "hflip": 60}
@@ -175,7 +177,7 @@ def make_run(root, findings: list[Finding] | None = None, tried: dict[str, int] 
                                gates=Gates(opts.realism).describe())
 
     # The findings: judged by the oracle, written by the writer.
-    writer = FindingsWriter(root)
+    writer = FindingsWriter(root, save_images=opts.save_images)
     gates = Gates(opts.realism)
     records, pairs, violations = [], [], {}
     for f in findings:

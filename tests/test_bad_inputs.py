@@ -190,7 +190,7 @@ def test_resume_of_a_folder_that_does_not_exist(tmp_path):
 def test_a_killed_runs_temp_files_are_cleaned_at_resume(world, tmp_path):
     out = tmp_path / "run"
     assert cli("run", "--model", world / "steer.keras", "--seeds", world / "frames", "--budget", 16, "--delta", 0.001,
-               "--out", out, "-q").exit_code == 1
+               "--save-images", "--out", out, "-q").exit_code == 1
     stray = out / "images" / ".f000099_trans.png.abc123.tmp"
     stray.write_bytes(b"half a png")
     assert cli("run", "--out", out, "--resume", "--budget", 24, "-q").exit_code == 1

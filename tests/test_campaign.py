@@ -53,7 +53,7 @@ def test_sweep_findings_match_hand_computed_outputs(workdir, tmp_path):
     """Brightness +d raises the mean intensity by what clipping allows; delta 0.1 decides each verdict."""
     out = tmp_path / "sweep"
     opts = _opts(workdir, out, strategy="sweep", transforms=("brightness",), budget=1000, delta=0.1,
-                 work_size="native")  # the seeds as the files hold them (auto would shrink them to 36x72)
+                 work_size="native", save_images=True)  # the seeds as the files hold them (auto would shrink them to 36x72)
     result = run_campaign(opts)
     s = result.summary
     assert s["inputs_tried"] == 10 * 6  # DeepTest's 10 brightness steps over 6 seeds
@@ -102,7 +102,7 @@ def test_flip_relation_expects_negated_steering(workdir, tmp_path):
 
 def test_output_folder_and_summary(workdir, tmp_path):
     out = tmp_path / "run"
-    result = run_campaign(_opts(workdir, out))
+    result = run_campaign(_opts(workdir, out, save_images=True))
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "complete" and s["inputs_tried"] == 48
     assert sum(row["tried"] for row in s["per_transform"].values()) == 48

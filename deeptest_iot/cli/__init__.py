@@ -15,6 +15,7 @@ from deeptest_iot.errors import DeeptestError
 # `deeptest-iot --help` does not pay for importing TensorFlow.
 SUBCOMMANDS = {
     "report": (".results", "report"),
+    "show": (".results", "show"),
     "junit": (".results", "junit"),
     "compare": (".results", "compare"),
     "export": (".results", "export"),

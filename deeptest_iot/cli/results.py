@@ -39,6 +39,35 @@ def report(out_dir: Path, out_file: Path | None, worst: int) -> None:
     click.echo(f"report written to {path}")
 
 
+@click.command("show")
+@click.argument("out_dir", type=FOLDER)
+@click.argument("finding_id")
+@click.option("--out", "out_file", type=FILE, required=True, help="PNG to write the transformed frame to.")
+@click.option("--seed-out", type=FILE, default=None, help="Also write the seed frame here.")
+def show(out_dir: Path, finding_id: str, out_file: Path, seed_out: Path | None) -> None:
+    """Write the frame the model saw for finding FINDING_ID of OUT_DIR (e.g. f000012): rendered again
+    from its recipe (seed, chain, per-link seeds), byte-identical to the campaign's."""
+    from deeptest_iot.fileio import atomic_write_bytes
+    from deeptest_iot.results.reader import open_run
+    from deeptest_iot.results.render import Renderer
+    from deeptest_iot.results.writer import encode_png
+
+    run = open_run(out_dir)
+    finding = next((f for f in run.findings if str(f["id"]) == finding_id), None)
+    if finding is None:
+        ids = [str(f["id"]) for f in run.findings]
+        span = f"{ids[0]}..{ids[-1]}" if ids else "none"
+        from deeptest_iot.errors import InputError
+
+        raise InputError(f"no finding {finding_id!r} in {out_dir} (its findings: {span})")
+    seed, transformed = Renderer(run).images(finding)
+    atomic_write_bytes(out_file, encode_png(transformed))
+    if seed_out is not None:
+        atomic_write_bytes(seed_out, encode_png(seed))
+    click.echo(f"{finding_id}: seed {finding.get('seed_id')} under {finding.get('transform')} "
+               f"(violation {finding['violation']:.4g}) -> {out_file}")
+
+
 @click.command("junit")
 @click.argument("out_dir", type=FOLDER)
 @click.option("--out", "out_file", type=FILE, required=True, help="JUnit XML file to write.")

@@ -75,6 +75,11 @@ class SeedSet:
     task: str | None = None  # "steering", "classification" or None (from the labels given)
     class_names: tuple = field(default_factory=tuple)  # names behind integer classes, when known
     notes: list = field(default_factory=list)  # what loading left out or changed, for the user
+    origin: np.ndarray | None = None  # each seed's position in the set it was taken from (subset)
+
+    def __post_init__(self):
+        if self.origin is None:
+            self.origin = np.arange(len(self.ids))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,7 +91,7 @@ class SeedSet:
         return SeedSet(ids=[self.ids[int(i)] for i in idx], images=self.images[idx],
                        labels=None if self.labels is None else self.labels[idx], boxes=pick(self.boxes),
                        box_classes=pick(self.box_classes), task=self.task, class_names=self.class_names,
-                       notes=list(self.notes))
+                       notes=list(self.notes), origin=self.origin[idx])
 
     def class_indices(self, names) -> np.ndarray:
         """Class labels as indices into ``names`` (a model card's classes)."""
@@ -176,8 +181,8 @@ def iter_frames(folder, batch_size: int = 256, work_size=None):
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError(f"{folder}: no .png or .jpg images found")
-    first, _ = _read_image(files[0])
-    size = first.shape[:2] if work_size is None else (work_size(*first.shape[:2]) if callable(work_size) else work_size)
+    first = frame_size_of(files[0])
+    size = first if work_size is None else (work_size(*first) if callable(work_size) else work_size)
     for start in range(0, len(files), batch_size):
         yield _read_images(files[start:start + batch_size], tuple(size))[0]
 
@@ -357,24 +362,35 @@ def _header_size(data: np.ndarray) -> tuple[int, int]:
     return 0, 0
 
 
+def frame_size_of(path: Path) -> tuple[int, int]:
+    """(h, w) of an image file, from its header when it has a readable one, else by decoding it."""
+    try:
+        h, w = _header_size(np.fromfile(path, np.uint8, count=65536))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    return (h, w) if h and w else _read_image(path)[0].shape[:2]
+
+
+def read_frame(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """One seed frame at the working ``size``: a pure function of the file and the size, so that a
+    finding's seed can be decoded again later exactly as the campaign saw it."""
+    return _read_image(Path(path), tuple(size))[0]
+
+
 def _read_images(paths, work_size=None):
     """Images (N, H, W, 3) at the working size (default: the first image's), and each image's
-    (sx, sy) resize factors. Decoded on a thread pool (OpenCV releases the GIL), one at a time each."""
+    (sx, sy) resize factors. Every image goes through ``read_frame`` (decoded on a thread pool:
+    OpenCV releases the GIL), one at a time: memory holds the seeds at the working size only."""
     from concurrent.futures import ThreadPoolExecutor
 
-    first, _ = _read_image(paths[0])
-    fh, fw = first.shape[:2]
+    fh, fw = frame_size_of(paths[0])
     size = (fh, fw) if work_size is None else tuple(work_size(fh, fw) if callable(work_size) else work_size)
     h, w = int(size[0]), int(size[1])
     out = np.empty((len(paths), h, w, 3), np.uint8)
     shapes = [None] * len(paths)
 
     def load(i):
-        img, shapes[i] = (first, first.shape[:2]) if i == 0 else _read_image(paths[i], (h, w))
-        if img.shape[:2] != (h, w):
-            interp = cv2.INTER_AREA if img.shape[0] * img.shape[1] > h * w else cv2.INTER_LINEAR
-            img = cv2.resize(img, (w, h), interpolation=interp)
-        out[i] = img
+        out[i], shapes[i] = _read_image(paths[i], (h, w))
 
     with ThreadPoolExecutor(max(1, min(4, len(paths)))) as pool:
         list(pool.map(load, range(len(paths))))

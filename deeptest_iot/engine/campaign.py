@@ -187,7 +187,7 @@ class Campaign:
                                                              lambda: self.ref.activations)
             if self.tracker is not None:
                 self.tracker.update(self.ref.activations)
-            self.stats, self.writer = CampaignStats(), FindingsWriter(self.out)
+            self.stats, self.writer = CampaignStats(), FindingsWriter(self.out, save_images=opts.save_images)
             self.checkpoints, self.elapsed_before = 0, 0.0
             if self.tracker is not None:
                 self.stats.record_growth(self.tracker.coverage())
@@ -249,7 +249,8 @@ class Campaign:
         self.profile_source = checkpoint.get("profile_source")
         self.strategy.restore(checkpoint["strategy"])
         self.stats = CampaignStats(checkpoint["stats"])
-        self.writer = FindingsWriter(self.out, count=checkpoint["findings"], offset=checkpoint["findings_offset"])
+        self.writer = FindingsWriter(self.out, count=checkpoint["findings"], offset=checkpoint["findings_offset"],
+                                     save_images=self.opts.save_images)
         self.checkpoints = checkpoint["checkpoints"]
         self.elapsed_before = checkpoint["elapsed_s"]
 
@@ -352,12 +353,14 @@ class Campaign:
             chains = [chains[i] for i in keep]
         if not cases:
             return False
-        seeds = SeedBatch(ids=[self.seeds.ids[i] for i in idx], indices=idx, images=self.seeds.images[idx],
+        seeds = SeedBatch(ids=[self.seeds.ids[i] for i in idx], indices=self.seeds.origin[idx],
+                          images=self.seeds.images[idx],
                           reference=self.mut.task.select(self.ref.outputs, idx),
                           labels=None if self.labels is None else self.labels[idx],
                           failing=None if self.failing is None else self.failing[idx])
         result = self.check(images, chains, seeds, oracle=self.oracle,
-                            case_ids=[c.case_id for c in cases], original_keys=[f"seed-{i:05d}" for i in idx],
+                            case_ids=[c.case_id for c in cases],
+                            original_keys=[f"seed-{i:05d}" for i in self.seeds.origin[idx]],
                             durable=False, per_input=verdict.record(keep))
         self.strategy.feedback(cases, result.gains, result.verdicts.failed)
         return True

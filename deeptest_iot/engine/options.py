@@ -218,6 +218,9 @@ OPTIONS: tuple[Option, ...] = (
            minimum=0, maximum=1),
     Option("beta", "float", 0.2, "... or every pixel by at most beta * 255.", minimum=0, maximum=1),
     # -- the outcome -------------------------------------------------------------------------
+    Option("save_images", "bool", False, "Also write each finding's seed and transformed images as PNGs. Without it "
+           "a finding is a recipe (seed id, chain with per-link seeds, outputs) that report, export and `show` "
+           "render again, byte-identical to what the model saw.", resumable=False),
     Option("max_error_rate", "float", 0.0, "Exit 1 when the error rate is above this (0: any finding).",
            minimum=0, maximum=1, resumable=True),
     Option("out", "path", "deeptest-out", "Output folder.", resumable=True, plugin="report",

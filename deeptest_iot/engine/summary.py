@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from typing import Any
 
 from deeptest_iot import __version__
@@ -34,6 +35,7 @@ def campaign_record(opts, *, transforms: list, seeds_used: str, seeds_notes: lis
     """summary.json's ``campaign``: the options that define the findings, the budget and time, and
     what the campaign resolved (transforms, seeds, working frame size, profile, relation)."""
     return {**opts.replay_dict(), "budget": opts.budget, "time": opts.time, "transforms": list(transforms),
+            "seeds_folder": None if opts.seeds is None else str(Path(opts.seeds).resolve()),
             "seeds_used": seeds_used, "seeds_notes": list(seeds_notes), "frame_size": list(frame_size),
             "profile_source": profile_source, "relation": relation, "seed_failures": seed_failures,
             "gates": gates or {"mode": "off"}}

@@ -33,12 +33,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from deeptest_iot.errors import ConfigError, InputError, UnsupportedError
 from deeptest_iot.fileio import atomic_write, atomic_write_bytes, atomic_write_text, ensure_dir
-from deeptest_iot.results.reader import RunFolder, open_run
+from deeptest_iot.results.reader import open_run
+from deeptest_iot.results.render import Renderer
+from deeptest_iot.results.writer import encode_png
 
 
 @dataclass(frozen=True)
@@ -49,25 +50,6 @@ class ExportResult:
     task: str
     folder: Path
     npz: Path
-
-
-def _read_rgb(run: RunFolder, finding: dict) -> tuple[np.ndarray, bytes]:
-    relative = (finding.get("images") or {}).get("transformed")
-    if not relative:
-        raise InputError(f"finding {finding['id']}: no transformed image path recorded")
-    path = run.resolve(relative)
-    try:
-        data = path.read_bytes()
-    except OSError:
-        raise InputError(f"finding {finding['id']}: transformed image {path} cannot be read") from None
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"finding {finding['id']}: {path} is not a readable image")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if path.suffix.lower() != ".png":  # keep the layout uniform: always PNG
-        ok, buf = cv2.imencode(".png", bgr)
-        data = buf.tobytes()
-    return rgb, data
 
 
 #: The list of files an export wrote into its folder: ``--force`` replaces these and nothing else.
@@ -112,11 +94,12 @@ def export_findings(out_dir: str | Path, to_dir: str | Path, force: bool = False
     to_dir = Path(to_dir)
     findings = sorted(run.findings, key=lambda f: str(f["id"]))
     targets = [task.export_target(f) for f in findings]  # first: a finding that cannot be exported fails before any write
+    renderer = Renderer(run)
     images, shapes = [], set()
-    for f in findings:
-        rgb, png = _read_rgb(run, f)
+    for f in findings:  # the frames the model saw: saved, or rendered again from the recipe
+        rgb = renderer.images(f)[1]
         shapes.add(rgb.shape)
-        images.append((f, rgb, png))
+        images.append((f, rgb, encode_png(rgb)))
     if len(shapes) > 1:
         raise UnsupportedError(f"{out_dir}: transformed frames have different sizes {sorted(shapes)}; the .npz needs "
                                "one size")

@@ -94,9 +94,11 @@ def _failure_text(out_dir, relation: str, transform: str, tried, findings: list[
              f"worst examples (largest violation first, up to {WORST_EXAMPLES}):"]
     for f in sorted(findings, key=lambda f: (-f["violation"], str(f["id"])))[:WORST_EXAMPLES]:
         images = f.get("images") or {}
+        where = (f"original {_image_path(out_dir, images.get('original'))} transformed "
+                 f"{_image_path(out_dir, images.get('transformed'))}" if images else
+                 f"images: deeptest-iot show {out_dir} {f['id']}")
         lines.append(f"  {f['id']} [{f['transform']}] violation {f['violation']:.6g} (threshold {f.get('threshold')}) seed "
-                     f"{f.get('seed_id')}: original {_image_path(out_dir, images.get('original'))} transformed "
-                     f"{_image_path(out_dir, images.get('transformed'))}")
+                     f"{f.get('seed_id')}: {where}")
     return message, "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from deeptest_iot import __version__
 from deeptest_iot.fileio import atomic_write_text
 from deeptest_iot.errors import InputError
+from deeptest_iot.results.render import Renderer
 from deeptest_iot.results.reader import (SEVERITY_BUCKETS, RunFolder, distinct_failures, open_run, per_transform_rows,
                                          robustness, severity_bucket)
 
@@ -304,14 +305,14 @@ def section_coverage(run: RunFolder) -> str:
             f'{growth_svg(run.summary.get("coverage_growth") or [])}</section>')
 
 
-def _load_bgr(run: RunFolder, relative: Any) -> np.ndarray | None:
-    if not relative:
-        return None
+def _frames_bgr(renderer: Renderer, finding: dict):
+    """A finding's two frames (BGR), saved or rendered again; (None, why) when neither can be had
+    (a path leaving the folder is never read: it is reported like a missing file)."""
     try:
-        path = run.resolve(str(relative))
-    except InputError:  # a path leaving the folder is shown as missing, never read
-        return None
-    return cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        orig, trans = renderer.images(finding)
+    except InputError as exc:
+        return None, str(exc)
+    return cv2.cvtColor(orig, cv2.COLOR_RGB2BGR), cv2.cvtColor(trans, cv2.COLOR_RGB2BGR)
 
 
 def _rounded(value: Any) -> Any:
@@ -337,16 +338,16 @@ def section_worst(run: RunFolder, worst: int) -> str:
     class_names = list(model.get("classes") or card.get("classes") or [])
     task = TASKS.get(run.task, Task())
     gain = task.display_gain(findings, units)
+    renderer = Renderer(run)
     figures = []
     for f in findings:
-        images = f.get("images") or {}
-        orig, trans = _load_bgr(run, images.get("original")), _load_bgr(run, images.get("transformed"))
+        orig, trans = _frames_bgr(renderer, f)
         if orig is not None and trans is not None:
             orig, trans = annotate_pair(orig, trans, f, task, units, class_names, gain)
             pics = (f'<img src="{data_uri(orig)}" alt="original {e(f["id"])}">'
                     f'<img src="{data_uri(trans)}" alt="transformed {e(f["id"])}">')
         else:
-            pics = f'<p class="warn">images of {e(f["id"])} are missing from the folder</p>'
+            pics = f'<p class="warn">images of {e(f["id"])} are missing: {e(trans)}</p>'
         chain = "; ".join(f"{link.get('name')} {json.dumps(_rounded(link.get('params', {})), sort_keys=True)}"
                           for link in (f.get("chain") or []) if isinstance(link, dict))
         label = "" if f.get("label") is None else f" &middot; label {e(task.show(f.get('label')))}"

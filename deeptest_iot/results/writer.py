@@ -47,9 +47,10 @@ def _png_pool():
 class FindingsWriter:
     """Append findings (JSONL + PNG pairs) to an output folder, crash-safely."""
 
-    def __init__(self, out_dir: Path, count: int = 0, offset: int = 0):
+    def __init__(self, out_dir: Path, count: int = 0, offset: int = 0, save_images: bool = True):
         self.out_dir = Path(out_dir)
-        ensure_dir(self.out_dir / IMAGES)
+        self.save_images = save_images
+        ensure_dir(self.out_dir / IMAGES if save_images else self.out_dir)
         for stray in [*self.out_dir.glob(".*.tmp"), *(self.out_dir / IMAGES).glob(".*.tmp")]:
             stray.unlink(missing_ok=True)  # a killed run's half-written file (fileio.atomic_write's temp names)
         self.path = self.out_dir / FINDINGS
@@ -63,7 +64,8 @@ class FindingsWriter:
 
     def append(self, records: list[dict[str, Any]], pairs: list[tuple[np.ndarray, np.ndarray]],
                durable: bool = True, original_keys: list[str] | None = None) -> None:
-        """Write each record's image pair, then its JSON line; ids are numbered on from ``count``.
+        """Write each record's JSON line (and, when saving images, its image pair first); ids are
+        numbered on from ``count``.
 
         With ``original_keys`` (say, one per seed), originals that share a key are written once, as
         ``images/<key>.png``, and every finding of that seed points at the same file.
@@ -74,6 +76,9 @@ class FindingsWriter:
         for i, (record, (original, transformed)) in enumerate(zip(records, pairs)):
             fid = f"f{self.count:06d}"
             self.count += 1
+            if not self.save_images:  # a recipe: results/render.py draws its images again
+                lines.append(json.dumps({"id": fid, **record}, allow_nan=False) + "\n")
+                continue
             if original_keys is None:
                 orig_path = f"{IMAGES}/{fid}_orig.png"
                 writes.append((orig_path, original))
