@@ -69,10 +69,10 @@ from deeptest_iot.transforms import get, Chain, REGISTRY, PRESETS, map_boxes
 frames = generate(8, seed=0, height=66, width=200).images      # (8, 66, 200, 3) uint8 RGB
 
 fog = get("fog", severity=0.5)                 # severity in [0, 1]; 0 is the identity
-rain = get("rain", density=0.8, angle=20, wetness=0.5)          # or explicit parameters
+rain = get("rain", rate_mmh=20, wind_ms=5, wetness=0.5)        # or explicit parameters
 foggy = fog(frames, seed=0)                     # same shape and dtype, a new array
-print(fog.name, fog.kind, fog.params, fog.severity)
-# fog weather {'density': 0.5, 'horizon': 0.4, 'airlight': 230.0} 0.5
+print(fog.name, fog.kind, round(fog.params["visibility_m"]), fog.severity)
+# fog weather 707 0.5
 
 chain = Chain([get("rotation", degrees=10), rain])   # applied first to last
 mutants = chain(frames, seed=7)
@@ -116,12 +116,15 @@ with `seed=k` gives link `i` the seed drawn from child `i` of `numpy.random.Seed
 (`Chain.link_seeds(k, n)`). Same value and seed give the same pixels, byte for byte, on the same
 machine.
 
-**Severity.** `get(name, severity=s)` moves each severity-driven parameter linearly from its
-identity value (s = 0) to its severity-1 value (integer parameters rounded half up, odd ones to the
-nearest odd value); shape parameters (fog horizon, rain angle, ...) keep their defaults. For
-DeepTest's transforms severity 1 is the far end of DeepTest's fixed sweep. `t.severity` is read
-back from the parameters: the largest fraction of the way from identity to the severity-1 value
-over the severity-driven parameters, clipped to [0, 1]. A chain's severity is its largest link's.
+**Severity.** `get(name, severity=s)` moves each severity-driven parameter from its identity value
+(s = 0) to its severity-1 value: linearly unless its table says otherwise (fog's visibility falls
+log-linearly, rain and snow rates grow as s², snow settles only above s = 0.5); integer parameters
+are rounded half up, odd ones to the nearest odd value. Shape parameters (fog horizon, wind, camera
+height, ...) keep their defaults. For DeepTest's transforms severity 1 is the far end of DeepTest's
+fixed sweep. `t.severity` is read back from the parameters: the largest fraction of the way from
+identity to the severity-1 value (on the parameter's own scale) over the severity-driven
+parameters, clipped to [0, 1]. A chain's severity is its largest link's. The tables below give
+each parameter's value at severities 0, 0.25, 0.5, 0.75 and 1.
 A parameter outside its range, a misspelt name or a bad seed raises
 `deeptest_iot.errors.ConfigError` with a message that names the allowed range.
 
@@ -137,9 +140,9 @@ interpolation and a black border, as DeepTest did. `contrast` is DeepTest's plai
 0) unless you give a pivot; `scale` zooms about the centre and keeps the frame size (DeepTest
 resized the frame); `shear` shears about the centre row with DeepTest's sign (DeepTest sheared
 about the top row, which also shifts the picture); `jpeg` quality 100 means no re-encoding;
-`hflip` flips at severity >= 0.5. Fog follows the atmospheric scattering model
-I = J t + A (1 - t), t = exp(-beta d), beta = 4.5 density, with the depth d of a flat road, 1 at
-the horizon falling to 0.13 at the bottom row.
+`hflip` flips at severity >= 0.5. Fog, rain and snow are physical models on a depth model of the
+road (Koschmieder's law for fog, Marshall-Palmer drops, Gunn-Marshall flakes; rain and snow move
+with their time parameter `t`): their equations, units and pictures are in [weather.md](weather.md).
 
 ## Command line
 
@@ -171,10 +174,29 @@ def _param_type(p) -> str:
     return "odd integer" if p.odd else "integer" if p.integer else "number"
 
 
+SEVERITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _curve(p) -> str:
+    """How severity moves a parameter, when not linearly (the subclasses of Param in transforms/scales.py)."""
+    kind = type(p).__name__
+    if kind == "Param":
+        return ""
+    if kind == "LogParam":
+        return " (log-linear)"
+    if kind == "PowerParam":
+        return f" (s^{_num(p.gamma)})"
+    if kind == "LateParam":
+        return f" (0 until s = {_num(p.start)})"
+    return f" ({kind})"
+
+
 def _severity_cell(p) -> str:
     if not p.severity_driven:
         return "— (keeps its default)"
-    return f"{_num(p.identity)} → {_num(p.extreme)}"
+    values = [p.at_severity(s) for s in SEVERITIES]
+    shown = " · ".join(_num(float(f"{v:.4g}")) if isinstance(v, float) else _num(v) for v in values)
+    return f"{shown}{_curve(p)}"
 
 
 def _pool_cell(p) -> str:
@@ -192,9 +214,9 @@ def transforms_page() -> str:
     out = [GENERATED_NOTE.format(source="the transform registry (transforms/)"), "", TRANSFORMS_INTRO]
     out.append("## Every transform\n")
     out.append(f"{len(REGISTRY)} transforms, in registry order. In each table: the parameter's range "
-               "(values outside it are refused), its default (the value when it is not given), where "
-               "severity 0 and 1 put it (linear in between; \"—\" when severity leaves it at its "
-               "default), and what `REGISTRY[name].random(rng)` draws.\n")
+               "(values outside it are refused), its default (the value when it is not given), its value at "
+               "severities 0 · 0.25 · 0.5 · 0.75 · 1 (\"—\" when severity leaves it at its default), and "
+               "what `REGISTRY[name].random(rng)` draws.\n")
     out.append("| transform | kind | parameters | presets |")
     out.append("|---|---|---|---|")
     for spec in REGISTRY.values():
@@ -211,7 +233,7 @@ def transforms_page() -> str:
             out.append(f"#### {spec.name}\n")
             affine = " Affine: counts toward the one-affine-per-chain rule." if spec.affine else ""
             out.append(f"*{spec.kind}.* {spec.doc}{affine}\n")
-            out.append("| parameter | range | unit | type | default | severity 0 → 1 | random | meaning |")
+            out.append("| parameter | range | unit | type | default | at severity 0 · ¼ · ½ · ¾ · 1 | random | meaning |")
             out.append("|---|---|---|---|---|---|---|---|")
             for p in spec.params:
                 pool = "see below" if spec.random_params is not None else _pool_cell(p)
