@@ -142,9 +142,9 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     lines = out.getvalue().splitlines()
     assert len(lines) == 2, lines
     exit_code, inputs, findings, error_rate = lines[0].split()
-    # What the README says it prints: exit code 1 (findings), 400 inputs (rain and fog at four severities
-    # over 50 scenes).
-    assert (exit_code, inputs) == ("1", "400")
+    # What the README says it prints: exit code 1 (findings), rain and fog at four severities over the
+    # (at most 50) scenes the model gets right.
+    assert exit_code == "1" and 0 < int(inputs) <= 400 and int(inputs) % 8 == 0
     assert int(findings) > 0 and 0 < float(error_rate) <= 1
     assert lines[1].split(" of 16 frames")[0].isdigit()
     assert (tmp_path / "weather-out" / "summary.json").is_file()
