@@ -134,6 +134,7 @@ def test_readme_example_has_one_import_line():
     assert set(names) <= set(deeptest_iot.__all__), f"not in the public API: {set(names) - set(deeptest_iot.__all__)}"
 
 
+@pytest.mark.slow
 def test_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
