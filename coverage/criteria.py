@@ -2,7 +2,7 @@
 
 Each criterion owns boolean "covered" arrays per layer (TKNP: a set of seen patterns). An update
 marks what the batch covered and adds, to each input's gain, the items that input covered first
-(in batch order). Definitions follow the literature as the project's design brief fixes them (NC:
+(in batch order). Definitions follow the literature as docs/design.md fixes them (NC:
 docs/coverage-nc.md); every edge convention is written next to the code that implements it.
 """
 

@@ -13,7 +13,7 @@ from deeptest_iot.errors import ConfigError
 #: Default parameter of each criterion when the spec gives none.
 #: nc 0.75: DeepTest's t = 0.2 (and 0.1) saturates within a few dozen seeds on a real steering
 #:   model, so the default is a high threshold (DeepXplore also measured thresholds up to 0.75).
-#:   For guiding a search prefer kmnc/nbc, which keep growing longer (see the README).
+#:   For guiding a search prefer kmnc/nbc, which keep growing longer (docs/coverage.md).
 #: kmnc 10: DeepGauge used k = 1000 for MNIST, but with a few thousand generated inputs per
 #:   campaign a 1000-way split leaves almost every section empty; 10 grows steadily.
 #: tknc 3 and tknp 1: DeepGauge reported top-k with k = 1, 2, 3; TKNP counts distinct per-input

@@ -129,7 +129,7 @@ def compare(ctx: click.Context, baseline: Path, candidate: Path, config: Path | 
               "wrote there (listed in its .deeptest-export.json); any other file there is left alone.")
 def export(out_dir: Path, to_dir: Path, force: bool) -> None:
     """Export the findings of OUT_DIR as a training set: transformed frames plus the labels they
-    should have had (see the README for the rules)."""
+    should have had (the rules: docs/campaigns-and-ci.md)."""
     from deeptest_iot.results.export import export_findings
 
     result = export_findings(out_dir, to_dir, force=force)

@@ -1,7 +1,7 @@
 """Which layers count as neurons, and a flat multi-output Keras model that exposes them.
 
 A neuron is one unit of a Dense layer or one channel of a feature map, whose value is the channel's
-spatial mean (DESIGN). For each feature map the model also emits, per input, the [min, max] over
+spatial mean (docs/design.md). For each feature map the model also emits, per input, the [min, max] over
 the whole map, which the reference NC scales by (coverage/criteria.py, ``NC``). Layers that only
 move or rescale data (Input, Flatten, Reshape, Dropout, Pooling, Rescaling, Normalization, merges)
 are not counted. Nested models are traced through, so their inner layers count too, named

@@ -5,7 +5,7 @@ base64 data URIs, the charts are inline SVG, the style is inline CSS, and there 
 no network reference. Every string that comes from the model, the folder or the options is passed
 through :func:`html.escape`, so a model named ``<script>...`` is shown, never run.
 
-Robustness score of a transform (also in the README): ``1 - error rate``, the share of the inputs
+Robustness score of a transform (also in docs/campaigns-and-ci.md): ``1 - error rate``, the share of the inputs
 made with that transform on which the metamorphic relation held. 1.0 means no finding.
 """
 
