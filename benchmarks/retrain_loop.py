@@ -221,8 +221,10 @@ def paired(before_pred, after_pred, labels, n_boot: int, seed: int) -> dict:
 def run_fresh_campaign(model_path: Path, name: str, a: argparse.Namespace, work: Path) -> dict:
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
+    # Every seed is searched and counted (failing_seeds="count"): the study compares two models on the
+    # same inputs, which common_bound_rates rebuilds over all the seeds.
     opts = CampaignOptions(model=str(model_path), strategy=a.strategy, budget=a.budget, n_seeds=a.n_seeds,
-                           seed=a.fresh_seed, out=str(work / f"fresh-{name}"))
+                           seed=a.fresh_seed, failing_seeds="count", realism="off", out=str(work / f"fresh-{name}"))
     return run_campaign(opts).summary
 
 

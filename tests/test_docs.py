@@ -255,17 +255,7 @@ def test_the_task_branch_check_catches_branches(tmp_path):
     assert len(found) == 4, found
 
 
-#: Branches on a task's name that exist today and are to go (each entry: the file and the code of the
-#: line). model/convert.py picks int8 calibration frames by task: `mut.task.generated_seeds(n, seed, h, w)`
-#: (road scenes, or sign crops for a classifier) gives the same frames without the branch. Remove an entry
-#: when its branch goes; the test fails both on a new branch and on a stale entry. drive/steer.py refuses
-#: a model that is not a steering model: a `Task` attribute (say `drivable`) would say it without the name.
-KNOWN_TASK_BRANCHES = {
-    ("deeptest_iot/drive/steer.py", 'if task != "steering":'),
-    ("deeptest_iot/model/convert.py", 'if card.task == "classification":'),
-    ("deeptest_iot/model/convert.py", 'source = ("generated sign crops" if mut.card.task == "classification" else '
-                                      '"generated scenes") + \\'),
-}
+KNOWN_TASK_BRANCHES: set = set()  # none left: every per-task rule is in deeptest_iot/tasks/
 
 
 def test_no_task_branch_outside_the_tasks_package():

@@ -12,9 +12,8 @@ from deeptest_iot.errors import ModelError, OutputError
 
 def check_steering_model(mut) -> None:
     """Refuse a model that does not output a steering angle (a classifier, a detector)."""
-    task = mut.card.task
-    if task != "steering":
-        raise ModelError(f"model {mut.name!r} is a {task} model; closed-loop driving needs a steering model "
+    if not mut.task.drivable:
+        raise ModelError(f"model {mut.name!r} is a {mut.card.task} model; closed-loop driving needs a steering model "
                          "(one output: the front-wheel angle, positive = left). Set task = \"steering\" in its "
                          "model card if it is one")
 

@@ -67,23 +67,13 @@ class Conversion:
 
 
 # -- calibration frames ----------------------------------------------------------------------------
-def _generated_frame_size(card) -> tuple[int, int]:
-    """Frames that, after the card's crop, are the network's input size (as campaigns render seeds)."""
-    ih, iw = card.input_size
-    top, bottom, left, right = card.crop
-    return max(16, round(ih / (1.0 - top - bottom))), max(16, round(iw / (1.0 - left - right)))
-
-
 def generated_calibration(card, n: int = DEFAULT_CALIBRATION, seed: int = CALIBRATION_SEED) -> np.ndarray:
-    """Default representative frames: generated road scenes, or sign crops for a classifier."""
-    h, w = _generated_frame_size(card)
-    if card.task == "classification":
-        from deeptest_iot.data.scenes import sign_crops
+    """Default representative frames: the task's generated seeds (road scenes, or sign crops for a
+    classifier) at the size campaigns render them."""
+    from deeptest_iot.engine.campaign import generated_frame_size
+    from deeptest_iot.tasks import get_task
 
-        return sign_crops(n, seed=seed, size=max(h, w))[0]
-    from deeptest_iot.data.scenes import generate
-
-    return generate(n, seed=seed, height=h, width=w).images
+    return get_task(card.task).generated_seeds(n, seed, *generated_frame_size(card)).images
 
 
 def read_calibration_folder(folder, limit: int = DEFAULT_CALIBRATION) -> list[np.ndarray]:
@@ -344,8 +334,7 @@ def convert(model, to: str, out, *, calibration=None, int8_io: bool = False,
             source = str(calibration)
         else:
             frames = [generated_calibration(mut.card, n_calibration, calibration_seed)]
-            source = ("generated sign crops" if mut.card.task == "classification" else "generated scenes") + \
-                f", seed {calibration_seed}"
+            source = f"{mut.task.generated_kind}, seed {calibration_seed}"
         rep = representative_inputs(mut, frames)
         n_frames = len(rep) - 2
     kmodel = mut.model

@@ -139,6 +139,10 @@ class Task:
     description = ""
     oracle_class: type = type(None)
     oracle_options: frozenset = frozenset()
+    #: Its output is a front-wheel angle, so the model can drive a car in closed loop.
+    drivable = False
+    #: What ``generated_seeds`` draws, in words.
+    generated_kind = "generated scenes"
 
     # -- the relation ------------------------------------------------------------------------
     def make_oracle(self, **options):

@@ -128,6 +128,7 @@ class ClassificationTask(Task):
     description = "one class per frame; the top-1 class must survive a change of weather or light"
     oracle_class = ClassificationOracle
     oracle_options = frozenset({"classes", "max_confidence_drop"})
+    generated_kind = "generated sign crops"
 
     def oracle_for(self, card, reference=None, labels=None, **options):
         options.setdefault("classes", list(card.classes) or None)

@@ -155,6 +155,7 @@ class SteeringTask(Task):
     description = "one steering angle per frame; it must not move when only the weather or light changed"
     oracle_class = SteeringOracle
     oracle_options = frozenset({"lam", "delta", "mse_orig"})
+    drivable = True
 
     def make_oracle(self, seed_predictions=None, seed_labels=None, **options):
         """``seed_predictions`` + ``seed_labels`` measure ``mse_orig`` (DeepTest's MSE_orig)."""
