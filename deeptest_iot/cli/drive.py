@@ -25,6 +25,8 @@ from deeptest_iot.engine.options import TRUST_HELP
 @click.option("--speed", type=float, default=None, help="Constant speed in m/s [12].")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="Cars driven at once (one model call per step for all of them).")
+@click.option("--per-drive-weather", is_flag=True, help="Give every drive its own rain and snow instead of one storm "
+              "for all cars (slower: a step's weather is then drawn once per car, not once per batch).")
 @click.option("--max-failure-rate", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Exit 1 when the share of drives that leave their lane is above this.")
 @click.option("--show", type=click.IntRange(min=0), default=12, show_default=True,
@@ -33,8 +35,8 @@ from deeptest_iot.engine.options import TRUST_HELP
               help="Output folder (must not hold results already).")
 @click.option("--trust-model", is_flag=True, help=TRUST_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def drive(model, card, condition, drives, seed, distance, steps, speed, batch, max_failure_rate, show, out,
-          trust_model, quiet):
+def drive(model, card, condition, drives, seed, distance, steps, speed, batch, per_drive_weather, max_failure_rate,
+          show, out, trust_model, quiet):
     """Drive a steering model in closed loop: N cars on procedural roads, each camera frame rendered
     from the car's pose and passed through the condition, the model's answer steering the car. A drive
     fails when a wheel crosses an edge line of its lane. Writes summary.json, findings.jsonl (one line
@@ -49,7 +51,7 @@ def drive(model, card, condition, drives, seed, distance, steps, speed, batch, m
     cond = parse_condition(condition)
     if steps is not None and distance is not None:
         raise ConfigError("give --distance or --steps, not both")
-    kw = {} if speed is None else {"speed": speed}
+    kw = {"shared_weather": not per_drive_weather, **({} if speed is None else {"speed": speed})}
     settings = (DriveSettings.from_steps(steps, **kw) if steps is not None
                 else DriveSettings(**({"distance": distance} if distance is not None else {}), **kw))
     echo = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True, nl=False))
