@@ -9,6 +9,8 @@ refused for a model it was not made for.
 
 from __future__ import annotations
 
+import json
+
 import os
 from collections.abc import Iterable, Mapping
 
@@ -31,7 +33,10 @@ def profile_model(mut, frames, batch_size: int = 64) -> "Profile":
     if n == 0:
         raise InputError("no training frames were given, so there is nothing to profile")
     batches = (mut.run(frames[i:i + batch_size]).activations for i in range(0, n, batch_size))
-    return Profile.from_batches(batches, fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    prof = Profile.from_batches(batches, fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    card = getattr(mut, "card", None)
+    prof.inputs = card.preprocessing() if card is not None else None
+    return prof
 
 
 def check_fingerprint(fingerprint) -> str:
@@ -44,9 +49,12 @@ def check_fingerprint(fingerprint) -> str:
 class Profile:
     """Per-layer arrays ``low``, ``high``, ``mean``, ``std`` (float64, one value per neuron) and ``count``."""
 
-    def __init__(self, layer_sizes: Mapping[str, int], fingerprint: str):
+    def __init__(self, layer_sizes: Mapping[str, int], fingerprint: str, inputs: Mapping | None = None):
         self.layer_sizes = check_layer_sizes(layer_sizes)
         self.fingerprint = check_fingerprint(fingerprint)
+        # How frames became network input when the profile was made (the model card's preprocessing),
+        # so that a campaign can tell a profile made under another card; None: not recorded.
+        self.inputs = dict(inputs) if inputs is not None else None
         self.count = 0
         self.low = {n: np.full(s, np.inf) for n, s in self.layer_sizes.items()}
         self.high = {n: np.full(s, -np.inf) for n, s in self.layer_sizes.items()}
@@ -97,7 +105,7 @@ class Profile:
     def merge(self, other: "Profile") -> "Profile":
         """A new profile equal (up to rounding) to one pass over both profiles' inputs."""
         self.check(other.fingerprint, other.layer_sizes)
-        out = Profile(self.layer_sizes, self.fingerprint)
+        out = Profile(self.layer_sizes, self.fingerprint, self.inputs if self.inputs == other.inputs else None)
         n_a, n_b = self.count, other.count
         n = n_a + n_b
         out.count = n
@@ -167,6 +175,7 @@ class Profile:
             prefix + "high": np.concatenate([self.high[n] for n in names]),
             prefix + "mean": np.concatenate([self.mean[n] for n in names]),
             prefix + "m2": np.concatenate([self._m2[n] for n in names]),
+            **({prefix + "inputs": np.array(json.dumps(self.inputs, sort_keys=True))} if self.inputs is not None else {}),
         }
 
     @classmethod
@@ -176,7 +185,8 @@ class Profile:
                 raise ConfigError(f"{source} is not a deeptest-iot profile (format {str(arrays[prefix + 'format'])!r})")
             names = [str(n) for n in arrays[prefix + "layer_names"]]
             sizes = [int(s) for s in arrays[prefix + "layer_sizes"]]
-            prof = cls(dict(zip(names, sizes)), str(arrays[prefix + "fingerprint"]))
+            inputs = json.loads(str(arrays[prefix + "inputs"])) if prefix + "inputs" in arrays else None
+            prof = cls(dict(zip(names, sizes)), str(arrays[prefix + "fingerprint"]), inputs)
             prof.count = int(arrays[prefix + "count"])
             bounds = np.cumsum([0] + sizes)
             for key, store in (("low", prof.low), ("high", prof.high), ("mean", prof.mean), ("m2", prof._m2)):

@@ -131,6 +131,7 @@ def make_profile(name: str, out: Path, frames: np.ndarray, batch: int = 256, how
             yield mut.run(frames[i:i + batch]).activations
 
     prof = Profile.from_batches(batches(), fingerprint=mut.fingerprint, layer_sizes=mut.layer_sizes)
+    prof.inputs = mut.card.preprocessing()  # campaigns warn when their card preprocesses otherwise
     path = out / f"{name}.profile.npz"
     prof.save(path)
     rec_path = out / f"{name}.json"

@@ -176,3 +176,21 @@ def test_profile_trains_the_learned_gate_and_campaigns_use_it(tmp_path, small_st
     off = run_campaign(CampaignOptions(model=str(path), n_seeds=8, budget=16, batch_size=8, coverage=(),
                                        learned_gate="none", out=str(tmp_path / "off"))).summary
     assert "learned_threshold" not in off["campaign"]["gates"]
+
+
+def test_a_profile_made_under_another_card_is_said(tmp_path, small_steering_cnn_path):
+    from click.testing import CliRunner
+
+    from deeptest_iot.cli import main
+
+    path = tmp_path / "small.keras"
+    path.write_bytes(small_steering_cnn_path.read_bytes())
+    (tmp_path / "small.toml").write_text('task = "steering"\ninput_size = [8, 16]\n')
+    assert CliRunner().invoke(main, ["profile", str(path), "--n-seeds", "16"]).exit_code == 0
+    same = run_campaign(CampaignOptions(model=str(path), n_seeds=8, budget=8, out=str(tmp_path / "a"))).summary
+    assert not any("another model card" in n for n in same["notes"])
+    other = tmp_path / "other.toml"
+    other.write_text('task = "steering"\ninput_size = [8, 16]\nscale = 0.5\n')
+    s = run_campaign(CampaignOptions(model=str(path), card=str(other), n_seeds=8, budget=8,
+                                     out=str(tmp_path / "b"))).summary
+    assert any("profile was made under another model card (scale" in n and "0.5 now" in n for n in s["notes"])

@@ -85,7 +85,7 @@ def profile(model_path, card_path, task, include, exclude, trust_model, seeds, n
     from deeptest_iot.model.core import load_model
 
     mut = load_model(model_path, card_path, task=task, include=include, exclude=exclude, trust=trust_model)
-    prof = Profile(mut.layer_sizes, mut.fingerprint)
+    prof = Profile(mut.layer_sizes, mut.fingerprint, mut.card.preprocessing())
     if seeds:
         batches = iter_frames(seeds, 256, lambda h, w: auto_work_size(mut.card, (h, w)))
     else:  # the scenes the sample models were trained on: 160x320, as `generate` draws them

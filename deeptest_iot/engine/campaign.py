@@ -147,7 +147,7 @@ class Campaign:
     strategy, coverage, findings writer and running figures (fresh, or restored from a checkpoint)."""
 
     def __init__(self, opts: CampaignOptions, checkpoint: dict | None, echo: Callable[[str], None]):
-        from deeptest_iot.engine.tracking import make_tracker
+        from deeptest_iot.engine.tracking import make_tracker, profile_warning
         from deeptest_iot.transforms import REGISTRY
 
         self.opts, self.echo, self.out = opts, echo, Path(opts.out)
@@ -185,6 +185,10 @@ class Campaign:
         else:
             self.tracker, self.profile_source = make_tracker(self.mut, opts.coverage, opts.profile,
                                                              lambda: self.ref.activations)
+            mismatch = profile_warning(self.tracker.profile if self.tracker is not None else None, self.mut.card)
+            if mismatch:
+                self.notes.append(mismatch)
+                echo(f"WARNING: {mismatch}\n")
             if self.tracker is not None:
                 self.tracker.update(self.ref.activations)
             self.stats, self.writer = CampaignStats(), FindingsWriter(self.out, save_images=opts.save_images)

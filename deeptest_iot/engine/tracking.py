@@ -27,6 +27,18 @@ def resolve_profile(mut, specs: Sequence[str], explicit: str | None, seed_activa
     return Profile.from_batches([seed_activations()], mut.fingerprint, mut.layer_sizes), "seeds"
 
 
+def profile_warning(profile, card) -> str | None:
+    """A sentence when ``profile`` was made with other preprocessing than ``card``'s (its KMNC/NBC
+    ranges then describe other tensors than the campaign feeds the model), else None."""
+    recorded = getattr(profile, "inputs", None)
+    if profile is None or recorded is None or recorded == card.preprocessing():
+        return None
+    now = card.preprocessing()
+    diff = ", ".join(f"{k} {recorded.get(k)} then, {now.get(k)} now" for k in now if recorded.get(k) != now.get(k))
+    return (f"the coverage profile was made under another model card ({diff}): KMNC, NBC and SNAC compare "
+            "activations with ranges measured on differently preprocessed frames; profile the model again")
+
+
 def make_tracker(mut, specs: Sequence[str], profile_path: str | None, seed_activations: Callable[[], dict]):
     """A CoverageTracker for ``specs`` on ``mut`` and where its profile came from; (None, None) without
     criteria. A model without readable layers is refused with what to do instead."""

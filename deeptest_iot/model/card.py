@@ -88,6 +88,12 @@ class ModelCard:
     def from_toml(cls, path: str | Path) -> "ModelCard":
         return cls.from_dict(read_toml(path, "model card"), source=str(path))
 
+    def preprocessing(self) -> dict[str, Any]:
+        """What turns frames into network input (crop, size, colour, scale, offset): two cards that
+        agree here feed a model the same tensors."""
+        return {"input_size": list(self.input_size) if self.input_size else None, "crop": list(self.crop),
+                "color": self.color, "scale": self.scale, "offset": self.offset}
+
     def replace(self, **changes: Any) -> "ModelCard":
         return dataclasses.replace(self, **changes)
 
