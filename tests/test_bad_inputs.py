@@ -235,3 +235,14 @@ def test_report_of_a_damaged_folder_warns(world, tmp_path):
     result = cli("report", damaged)
     assert result.exit_code == 0
     assert "warning: summary.json counts" in result.stderr and "findings.jsonl holds 0" in result.stderr
+
+
+def test_max_seeds_keeps_an_even_spread_and_says_so(world, tmp_path):
+    from deeptest_iot.data.seeds import load_seeds
+
+    seeds = load_seeds(world / "frames", max_seeds=3)
+    assert seeds.ids == ["f0.png", "f2.png", "f5.png"]  # positions 0, 2.5 (rounds to even: 2), 5 of six
+    assert any("--max-seeds 3: 3 of 6 frames used, evenly spread" in n for n in seeds.notes)
+    result = cli("run", "--model", world / "steer.keras", "--seeds", world / "frames", "--max-seeds", 2,
+                 "--budget", 8, "--out", tmp_path / "out")
+    assert result.exit_code in (0, 1) and "--max-seeds 2: 2 of 6 frames used" in result.stderr
