@@ -17,7 +17,7 @@ import numpy as np
 
 from deeptest_iot.model.card import ModelCard
 from deeptest_iot.errors import ModelError, UnsupportedError
-from deeptest_iot.model.core import ModelUnderTest, _first_line
+from deeptest_iot.model.core import ModelUnderTest, first_line
 from deeptest_iot.model.layers import LayerTap
 from deeptest_iot.model.twin_taps import onnx_tap_map, reduce_tap, tflite_tap_map, with_tap_outputs
 
@@ -54,7 +54,7 @@ class SavedModelUnderTest(ModelUnderTest):
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
-            raise ModelError(f"model {path}: cannot load this SavedModel: {_first_line(str(exc))}") from None
+            raise ModelError(f"model {path}: cannot load this SavedModel: {first_line(str(exc))}") from None
         if "serving_default" not in loaded.signatures:
             raise ModelError(f"model {path}: the SavedModel has no serving_default signature")
         self._loaded = loaded
@@ -231,7 +231,7 @@ class TFLiteModelUnderTest(_TwinCoverage, ModelUnderTest):
                 interp.allocate_tensors()
         except Exception as exc:
             raise ModelError(f"model {path}: not a valid .tflite model (truncated or corrupt?): "
-                             f"{_first_line(str(exc))}") from None
+                             f"{first_line(str(exc))}") from None
         inputs = interp.get_input_details()
         shape = _image_input_shape(path, len(inputs), (int(d) for d in inputs[0]["shape"]) if inputs else ())
         _check_quantisation(path, "input", inputs[0])
@@ -297,7 +297,7 @@ class OnnxModelUnderTest(_TwinCoverage, ModelUnderTest):
             self._sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"model {path}: not a valid ONNX model (truncated or corrupt?): "
-                             f"{_first_line(str(exc))}") from None
+                             f"{first_line(str(exc))}") from None
         inputs = self._sess.get_inputs()
         shape = _image_input_shape(path, len(inputs),
                                    (d if isinstance(d, int) else None for d in inputs[0].shape) if inputs else ())

@@ -241,10 +241,10 @@ def _child_main(job_path: str) -> int:
     import json
 
     job = json.loads(Path(job_path).read_text())
-    from deeptest_iot.model.core import _keras_load
+    from deeptest_iot.model.core import load_keras_file
 
     try:
-        kmodel = _keras_load(Path(job["model"]), bool(job["trust"]), Path(job["model"]).suffix)
+        kmodel = load_keras_file(Path(job["model"]), bool(job["trust"]), Path(job["model"]).suffix)
         rep = np.load(job["rep"]) if job["rep"] else None
         with _captured_output() as log:
             try:

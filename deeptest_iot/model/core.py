@@ -476,12 +476,12 @@ def load_model(model, card: ModelCard | dict | str | Path | None = None, *, task
         if not zipfile.is_zipfile(path):
             raise ModelError(f"model {path}: not a .keras archive (the file is truncated or corrupt, or not a "
                              "Keras model)")
-        kmodel = _keras_load(path, trust, ".keras")
+        kmodel = load_keras_file(path, trust, ".keras")
     elif suffix in (".h5", ".hdf5") or _is_hdf5(path):
         if not _is_hdf5(path):
             raise ModelError(f"model {path}: not an HDF5 file (the file is truncated or corrupt, or not a "
                              "Keras model)")
-        kmodel = _keras_load(path, trust, ".h5")
+        kmodel = load_keras_file(path, trust, ".h5")
     else:
         raise ModelError(f"model {path}: not a model file deeptest-iot can read; expected .keras, .h5, "
                          ".tflite, .onnx or a TF SavedModel directory")
@@ -508,7 +508,8 @@ def _check_keras_version(version: str) -> None:
                          "(pip install -U 'keras>=3.11.3')")
 
 
-def _keras_load(path: Path, trust: bool, fmt: str):
+def load_keras_file(path: Path, trust: bool, fmt: str):
+    """Load a .keras or .h5 file with Keras 3, turning each way it can fail into one ModelError line."""
     import keras
 
     _check_keras_version(keras.__version__)
@@ -536,9 +537,9 @@ def _keras_load(path: Path, trust: bool, fmt: str):
                 f"deeptest-iot import that module first: set {IMPORT_ENV}=your.module (comma-separated for "
                 "several), or import it yourself before load_model (e.g. in conftest.py)") from None
         if isinstance(exc, ValueError):
-            raise ModelError(f"model {path}: cannot load this {fmt} file: {_first_line(text)}") from None
+            raise ModelError(f"model {path}: cannot load this {fmt} file: {first_line(text)}") from None
         raise ModelError(f"model {path}: cannot load this {fmt} file (truncated or corrupt?): "
-                         f"{type(exc).__name__}: {_first_line(text)}") from None
+                         f"{type(exc).__name__}: {first_line(text)}") from None
 
 
 #: Modules to import before a model is loaded (custom layers registered with Keras), comma-separated.
@@ -573,5 +574,6 @@ def _legacy_h5(path: Path) -> tuple[str, bool] | None:
     return version, '"Lambda"' in config
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
+    """The first line of an error text, capped, so a library's message fits one line of ours."""
     return text.strip().splitlines()[0][:300] if text.strip() else ""
