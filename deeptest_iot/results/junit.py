@@ -27,7 +27,7 @@ from pathlib import Path
 
 from deeptest_iot.errors import ConfigError
 from deeptest_iot.fileio import atomic_write_bytes
-from deeptest_iot.results.reader import RunFolder, chain_links, open_run, transform_table
+from deeptest_iot.results.reader import RunFolder, chain_links, judged, open_run, transform_table
 
 WORST_EXAMPLES = 5
 SUITE_PREFIX = "deeptest-iot"
@@ -56,11 +56,12 @@ class JUnitCounts:
 
 def _cases(run: RunFolder) -> dict[tuple[str, str], dict]:
     """(relation, transform) -> {"tried", "findings": [...]}, per single transform: a finding made
-    by a chain belongs to every transform in it (see run_folder.transform_table)."""
+    by a chain belongs to every transform in it (see run_folder.transform_table); findings of seeds
+    the model already gets wrong are counted apart (reader.judged), as in summary.json."""
     default_relation = str(((run.summary.get("campaign") or {}).get("relation") or {}).get("name") or run.task)
     table = transform_table(run.summary.get("per_transform") or {}, run.findings)
     cases: dict[tuple[str, str], dict] = {}
-    for finding in run.findings:
+    for finding in judged(run.findings):
         for name in dict.fromkeys(chain_links(finding["transform"])):
             key = (str(finding["relation"]), name)
             cases.setdefault(key, {"tried": None, "findings": []})["findings"].append(finding)

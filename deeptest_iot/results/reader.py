@@ -119,6 +119,12 @@ def read_findings(path: str | Path) -> list[dict]:
     return findings
 
 
+def judged(findings: list[dict]) -> list[dict]:
+    """The findings that count: those of seeds the model already gets wrong (``seed_failed``, made
+    with ``--failing-seeds test``) are counted apart, as summary.json counts them."""
+    return [f for f in findings if not f.get("seed_failed")]
+
+
 def chain_family(chain: list) -> str:
     """A recorded chain's family: the kinds of its links, sorted and joined (as ``Chain.family``);
     a link this version does not know counts as "unknown"."""
@@ -131,9 +137,10 @@ def chain_family(chain: list) -> str:
 
 def distinct_failures(findings: list[dict]) -> list[dict]:
     """Findings grouped by (seed, transform family), worst group first: each group's representative
-    is its worst finding (realistic ones before those a realism gate flagged, when recorded)."""
+    is its worst finding (realistic ones before those a realism gate flagged, when recorded).
+    Findings of seeds already wrong are left out (:func:`judged`)."""
     groups: dict[tuple, list] = {}
-    for f in findings:
+    for f in judged(findings):
         groups.setdefault((str(f.get("seed_id")), chain_family(f.get("chain"))), []).append(f)
 
     def rank(f):
@@ -159,10 +166,11 @@ def chain_links(name: str) -> list[str]:
 
 def chain_table(per_transform: dict, findings: list[dict]) -> dict[str, dict]:
     """Figures per transform chain: summary.json's per_transform, plus chains that only the findings
-    name (a running campaign whose summary lags), counted from the findings with tried unknown."""
+    name (a running campaign whose summary lags), counted from the findings with tried unknown.
+    Findings of seeds already wrong are left out, as summary.json leaves them out (:func:`judged`)."""
     table = {str(k): dict(v) for k, v in (per_transform or {}).items() if isinstance(v, dict)}
     counts: dict[str, list[float]] = {}
-    for finding in findings:
+    for finding in judged(findings):
         counts.setdefault(str(finding["transform"]), []).append(float(finding["violation"]))
     for name, violations in counts.items():
         if name not in table:

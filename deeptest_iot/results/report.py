@@ -26,7 +26,7 @@ from deeptest_iot import __version__
 from deeptest_iot.fileio import atomic_write_text
 from deeptest_iot.errors import InputError
 from deeptest_iot.results.render import Renderer
-from deeptest_iot.results.reader import (SEVERITY_BUCKETS, RunFolder, distinct_failures, open_run, per_transform_rows,
+from deeptest_iot.results.reader import (SEVERITY_BUCKETS, RunFolder, distinct_failures, judged, open_run, per_transform_rows,
                                          robustness, severity_bucket)
 
 WORST_DEFAULT = 12
@@ -359,11 +359,16 @@ def section_worst(run: RunFolder, worst: int) -> str:
             f'{e(task.show(f.get("after")))}{label} &middot; violation <b>{fmt(f["violation"], 4)}</b> '
             f'(threshold {fmt(f.get("threshold"), 4)})<br><span class="muted">{e(chain)}</span></figcaption></figure>')
     legend = task.legend(gain)
+    counted = len(judged(run.findings))
+    apart = len(run.findings) - counted
+    apart = (f' ({apart} more finding{"s" if apart != 1 else ""} of seeds the model already gets wrong, counted '
+             'apart)') if apart else ""
     body = (f'<div class="pairs">{"".join(figures)}</div>' if figures
-            else '<p class="muted">No findings: the relation held on every input.</p>')
+            else '<p class="muted">No findings: the relation held on every input'
+            f'{" but those of seeds already wrong" if apart else ""}.</p>')
     return (f'<section id="worst"><h2>Worst distinct failures</h2><p class="legend">{legend}</p>'
             f'<p class="note">{len(groups)} distinct failures (a seed and a transform family) in '
-            f'{len(run.findings)} findings. The worst finding of each of the {len(findings)} worst, original on the '
+            f'{counted} findings{apart}. The worst finding of each of the {len(findings)} worst, original on the '
             f'left, transformed on the right.</p>{body}</section>')
 
 
