@@ -34,6 +34,8 @@ class InvariantResult:
     outputs_before: Any
     outputs_after: Any
     violation: Any
+    #: Inputs whose frame the model already gets wrong by its label: recorded apart, never a failure.
+    already_wrong: int = 0
 
 
 class Metamorphic:
@@ -168,13 +170,26 @@ class Metamorphic:
                 return relation  # an oracle object the test passed
             return task.oracle_for(mut.card, reference, labels, **oracle_options)
 
+        failing = None
+        if task is not None and labels is not None:
+            # Frames the model already gets wrong by their labels break the relation whatever the
+            # transform: as in campaigns, their findings are recorded apart (seed_failed) and do not
+            # fail the test. Telling them needs the seeds' outputs before the check: one more forward
+            # pass over the seeds, without activations.
+            reference = mut.run(frames, with_activations=False).outputs
+            oracle_for = task.oracle_for(mut.card, reference, labels, **oracle_options)
+            failing = task.seed_failures(oracle_for, reference, labels, frames.shape[1:3])
+            failing = None if failing is None else np.asarray(failing, bool)
+
         item = state.current
         nodeid = item.nodeid if item is not None else "(outside a test)"
         first_case = run.case
         result = run.check(transformed, [chain] * n, SeedBatch(ids=ids, indices=np.arange(n), images=frames,
-                                                             labels=labels),
+                                                             labels=labels, failing=failing),
                            oracle=oracle_for, case_ids=[first_case + i for i in range(n)], extra={"test": nodeid})
         verdicts = result.verdicts
+        apart = np.zeros(n, bool) if failing is None else failing
+        counted = verdicts.failed & ~apart
         run.case += n
         state.spent[nodeid] = state.spent.get(nodeid, 0) + n
         run.transforms.append(chain.name)
@@ -183,14 +198,15 @@ class Metamorphic:
             run.relations.append(config)
         test = run.tests.setdefault(nodeid, {"tried": 0, "findings": 0})
         test["tried"] += n
-        test["findings"] += int(verdicts.failed.sum())
+        test["findings"] += int(counted.sum())
         state.write_summary(run, "running")
 
         message = None
-        if verdicts.failed.any():
+        if counted.any():
             saved = {int(i): int(fid[1:]) for i, fid in zip(verdicts.failures, result.finding_ids)}
-            message = failure_message(run.folder, mut, chain, verdicts, ids, saved, config)
-        return InvariantResult(n, verdicts.relation, result.reference, result.outputs, verdicts.violation), message
+            message = failure_message(run.folder, mut, chain, verdicts, ids, saved, config, apart=apart)
+        return InvariantResult(n, verdicts.relation, result.reference, result.outputs, verdicts.violation,
+                               int(apart.sum())), message
 
 
 def _relation(mut, relation):
@@ -206,10 +222,14 @@ def _relation(mut, relation):
 
 
 def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, int],
-                    relation_config: dict | None = None) -> str:
-    """What a person needs to act on a broken relation: how many, the worst ones, where their images are."""
+                    relation_config: dict | None = None, apart=None) -> str:
+    """What a person needs to act on a broken relation: how many, the worst ones, where their images
+    are. ``apart`` (N,) bool marks inputs whose frame the model already gets wrong: left out, counted."""
+    import numpy as np
+
     n = len(verdicts)
-    bad = verdicts.failures
+    apart = np.zeros(n, bool) if apart is None else np.asarray(apart, bool)
+    bad = np.asarray([i for i in verdicts.failures if not apart[i]], dtype=np.int64)
     order = bad[sorted(range(len(bad)), key=lambda k: -float(verdicts.violation[bad[k]]))]
     params = ", ".join(f"{t.name}({', '.join(f'{k}={v}' for k, v in t.params.items())})"
                        for t in chain.transforms)
@@ -235,8 +255,11 @@ def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, in
         lines.append(f"              {folder / 'images' / (fid + '_trans.png')}")
     if len(bad) > WORST_SHOWN:
         lines.append(f"  ... and {len(bad) - WORST_SHOWN} more")
+    if apart.any():
+        lines.append(f"not counted: the model is already wrong on {int(apart.sum())} of these {n} frame(s) by their "
+                     "labels, untransformed (their findings are recorded apart, marked seed_failed)")
     ids_saved = sorted(saved.values())
     span = f"f{ids_saved[0]:06d}" + (f"..f{ids_saved[-1]:06d}" if len(ids_saved) > 1 else "")
-    lines.append(f"this check's {len(bad)} finding(s) ({span}) are in {folder / 'findings.jsonl'}; "
+    lines.append(f"this check's {len(ids_saved)} finding(s) ({span}) are in {folder / 'findings.jsonl'}; "
                  f"see every finding with: deeptest-iot report {folder}")
     return "\n".join(lines)
