@@ -4,8 +4,11 @@ steering model's held-out frames, measured the way issue 13 measured the tool be
 Usage::
 
     python benchmarks/real_frames.py [--data DIR] [--model MODEL.keras] [--block 500:800] [--frames 200]
-        [--budget 3000] [--out DIR] [--sheet docs/images/real-deeptest.jpg]
-        [--sweep-sheet docs/images/real-sweep.jpg] [--no-sweep] [--no-ablation]
+        [--budget 3000] [--repeats 5] [--out DIR] [--sheet docs/images/real-deeptest.jpg]
+        [--sweep-sheet docs/images/real-sweep.jpg] [--low-sheet docs/images/real-lowest.jpg]
+        [--no-sweep] [--no-ablation]
+
+With ``--repeats 5`` and the three sheets (docs/real-frames.md), about 6 minutes on 2 shared cores.
 
 Frames: the development set ``../shared/data/udacity-dev`` beside the repository (or ``--data DIR``,
 or ``$DEEPTEST_DEV_DATA``): 1,500 consecutive 640x480 front-camera JPEGs and ``labels.csv``
@@ -20,7 +23,8 @@ says how to get such frames and runs on the 200 frames shipped with the model (2
 Runs, through the public API (``deeptest_iot.CampaignOptions`` / ``run_campaign``, as ``deeptest-iot
 run``), with default options except the budget:
 
-1. the default campaign: strategy ``deeptest``, ``--budget`` (default 3,000) inputs;
+1. the default campaign: strategy ``deeptest``, ``--budget`` (default 3,000) inputs; with
+   ``--repeats N``, N of them (campaign seeds SEED..SEED+N-1), issue 13's measure pooled over them;
 2. the sweep: ``--strategy sweep``, the whole plan, ``--failing-seeds test`` so that the findings of
    seeds the model already gets wrong are made and counted apart (the default, ``skip``, does not
    search them at all), to show what they would have added;
@@ -34,7 +38,9 @@ of the findings, issue 13's unrecognisable fraction (plain Pearson correlation b
 rates without the seed failures (the sweep: with them too), how far the model's answer moved on the
 findings, and the top distinct failures. Then the comparison with issue 13's "before" figures and
 whether its goal is met (under 2% of the findings without a geometric transform unrecognisable).
-``--sheet`` / ``--sweep-sheet`` write contact sheets of the top distinct failures, seed | finding.
+``--sheet`` / ``--sweep-sheet`` write contact sheets of the top distinct failures, seed | finding,
+and ``--low-sheet`` one of the findings without a geometric link that correlate least with their
+seed (what issue 13's measure calls unrecognisable), to judge them by eye.
 
 Which seeds and chains reached the model is not in a campaign's output folder; the benchmark records
 it by wrapping the engine's batch check and gates while the campaigns run (``Recorder``).
@@ -159,32 +165,21 @@ class Recorder:
 
 
 # --- measures ---------------------------------------------------------------------------------------
-def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"{path}: missing or unreadable image")
-    return img[:, :, ::-1]
-
-
 def realism_of_findings(run, findings: list[dict]) -> dict:
     """Per finding (in order): plain Pearson of the small grey copies (issue 13's measure), the gate's
-    score, whether the chain has a geometric link; from the images the model saw."""
+    score, whether the chain has a geometric link; on the frames the model saw (rendered again from
+    each finding's recipe, byte-identical: deeptest_iot.results.render)."""
     from deeptest_iot.engine.realism import chain_families, similarity
+    from deeptest_iot.results.render import Renderer
     from deeptest_iot.transforms import Chain
 
+    renderer = Renderer(run)
     pearson, score, geometric = [], [], []
-    seeds_cache: dict[str, np.ndarray] = {}
     for start in range(0, len(findings), 256):
         part = findings[start:start + 256]
         chains = [Chain.from_json(f["chain"]) for f in part]
-        seeds, mutants = [], []
-        for f in part:
-            key = f["images"]["original"]
-            if key not in seeds_cache:
-                seeds_cache[key] = read_rgb(run.resolve(key))
-            seeds.append(seeds_cache[key])
-            mutants.append(read_rgb(run.resolve(f["images"]["transformed"])))
-        s = similarity(np.stack(seeds), np.stack(mutants), chains)
+        pairs = [renderer.images(f) for f in part]
+        s = similarity(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]), chains)
         pearson += s.pearson.tolist()
         score += s.score.tolist()
         geometric += ["geometric" in chain_families(c) for c in chains]
@@ -214,6 +209,19 @@ def steering_moves(findings: list[dict], summary: dict) -> tuple[np.ndarray, np.
         if bound and isinstance(f.get("label"), (int, float)):
             margin.append(abs(float(f["label"]) - float(f["before"])) / bound)
     return np.array(moved), np.array(margin)
+
+
+def search_spread(rec: Recorder, rows: list[dict], searched: int) -> dict:
+    """How evenly the search spread its inputs: the commonest chain among the first ``searched``
+    inputs (the first pass over the seeds) and overall, and the fewest and most inputs any single
+    transform was part of."""
+    names = [name for _, name, _, _, _ in rec.checked]
+    first = Counter(names[:searched]).most_common(1)
+    every = Counter(names).most_common(1)
+    tried = [r["tried"] for r in rows if r.get("tried")]
+    return {"first_pass_top_chain": [first[0][0], first[0][1], min(searched, len(names))] if first else None,
+            "top_chain": [every[0][0], every[0][1], len(names)] if every else None,
+            "inputs_per_transform": [min(tried), max(tried)] if tried else None}
 
 
 def busiest_seeds(findings: list[dict], k: int = 3) -> dict:
@@ -297,6 +305,7 @@ def measure(out: Path, rec: Recorder, seconds: float) -> dict:
         "seeds": {"in_folder_used": info["seeds"], "already_wrong": info["count"], "policy": info["policy"],
                   "searched": searched, "tried": len(tried_seeds),
                   "tries_per_seed": {"min": tries[0], "median": tries[len(tries) // 2], "max": tries[-1]} if tries else {}},
+        "search_spread": search_spread(rec, per_transform_rows(run), searched),
         "chain_links": {"inputs": histogram(k for _, _, k, bad, _ in rec.checked if not bad),
                         "findings": histogram(len(f["chain"]) for f in judged)},
         "unrecognisable": {
@@ -350,6 +359,12 @@ def show(name: str, m: dict) -> None:
           f"already wrong on {seeds['already_wrong']}: {seeds['policy']}); inputs per seed min {t.get('min')}, "
           f"median {t.get('median')}, max {t.get('max')}")
     print(f"   chain links, inputs the model saw: {m['chain_links']['inputs']}; findings: {m['chain_links']['findings']}")
+    sp = m["search_spread"]
+    if sp["first_pass_top_chain"]:
+        print(f"   commonest chain: {sp['first_pass_top_chain'][0]} in {sp['first_pass_top_chain'][1]} of the first "
+              f"{sp['first_pass_top_chain'][2]} inputs, {sp['top_chain'][0]} in {sp['top_chain'][1]} of all "
+              f"{sp['top_chain'][2]}; inputs per transform: {sp['inputs_per_transform'][0]} to "
+              f"{sp['inputs_per_transform'][1]}")
     if m["rejected_by_links"]:
         print(f"   rejected by the gates, per chain length: {m['rejected_by_links']}")
     u = m["unrecognisable"]
@@ -398,6 +413,7 @@ def contact_sheet(items: list[tuple[Path, str, float, float]], path: Path, title
     red: after; thin green: what the relation expected of the model; blue: the seed's label) and a
     caption: chain, violation, realism score, plain Pearson correlation, label."""
     from deeptest_iot import open_run
+    from deeptest_iot.results.render import Renderer
     from deeptest_iot.results.report import annotate_pair
     from deeptest_iot.tasks import TASKS
 
@@ -406,21 +422,21 @@ def contact_sheet(items: list[tuple[Path, str, float, float]], path: Path, title
     runs, rows = {}, []
     for out, fid, pearson, realism in items:
         if out not in runs:
-            runs[out] = (run := open_run(out), {f["id"]: f for f in run.findings})
+            run = open_run(out)
+            runs[out] = (Renderer(run), {f["id"]: f for f in run.findings})
         rows.append((runs[out][0], runs[out][1][fid], pearson, realism))
     task = TASKS["steering"]
     gain = task.display_gain([f for _, f, _, _ in rows], "radians")
     tiles = []
-    for run, f, pearson, realism in rows:
-        orig = cv2.imread(str(run.resolve(f["images"]["original"])))
-        trans = cv2.imread(str(run.resolve(f["images"]["transformed"])))
+    for renderer, f, pearson, realism in rows:
+        orig, trans = (np.ascontiguousarray(x[:, :, ::-1]) for x in renderer.images(f))  # RGB -> BGR
         a, b = annotate_pair(orig, trans, f, task, "radians", [], gain)
         h = round(a.shape[0] * width / a.shape[1])
         a, b = (cv2.resize(x, (width, h), interpolation=cv2.INTER_AREA) for x in (a, b))
         pair = np.full((h + 40, 2 * width + 4, 3), 255, np.uint8)
         pair[:h, :width], pair[:h, width + 4:] = a, b
         label = "" if f.get("label") is None else f"  label {float(f['label']):+.3f}"
-        lines = [f"{f['transform']}"[:62],
+        lines = [f"{Path(renderer.run.path).name} {f['id']}: {f['transform']}"[:62],
                  f"violation {f['violation']:.4f}  realism {realism:.2f}  pearson {pearson:.2f}{label}"]
         for i, line in enumerate(lines):
             cv2.putText(pair, line, (3, h + 15 + 17 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 20), 1, cv2.LINE_AA)
@@ -464,6 +480,8 @@ def pooled(runs: list[dict]) -> dict:
             "findings_links": {str(k): v for k, v in sorted(links.items())},
             "non_geometric": ng, "non_geometric_share": share(*ng), "geometric_warp_undone": g,
             "geometric_share": share(*g), "distinct_failures": [r["distinct_failures"] for r in runs],
+            "answer_moved_under_0.05": sum(r["answer_moved_rad"].get("under_0.05", 0) for r in runs),
+            "seed_error_over_0.9_bound": sum(r["seed_margin"].get("seed_error_over_0.9_bound", 0) for r in runs),
             "distinct_moments": [r["distinct_moments"] for r in runs]}
 
 
@@ -551,6 +569,9 @@ def main(argv=None) -> dict:
     print(f"   unrecognisable findings without a geometric link: before 23% of {BEFORE['non_geometric_findings']}; now "
           f"{_pct(u['non_geometric_share'])} ({u['non_geometric'][0]} of {u['non_geometric'][1]}); geometric, warp "
           f"undone: {_pct(u['geometric_share'])} ({u['geometric_warp_undone'][0]} of {u['geometric_warp_undone'][1]})")
+    print(f"   findings on which the transform moved the answer by less than 0.05 rad: {p['answer_moved_under_0.05']} "
+          f"of {p['findings']}; from seeds whose own error was over 90% of the bound: "
+          f"{p['seed_error_over_0.9_bound']}")
     if "sweep" in report:
         w = report["sweep"]
         wu = w["unrecognisable"]
