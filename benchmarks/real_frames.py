@@ -6,9 +6,9 @@ Usage::
     python benchmarks/real_frames.py [--data DIR] [--model MODEL.keras] [--block 500:800] [--frames 200]
         [--budget 3000] [--repeats 5] [--out DIR] [--sheet docs/images/real-deeptest.jpg]
         [--sweep-sheet docs/images/real-sweep.jpg] [--low-sheet docs/images/real-lowest.jpg]
-        [--no-sweep] [--no-ablation]
+        [--strategies deephunter,random] [--no-sweep] [--no-ablation]
 
-With ``--repeats 5`` and the three sheets (docs/real-frames.md), about 6 minutes on 2 shared cores.
+With ``--repeats 5`` and the three sheets (docs/real-frames.md), about 8 minutes on 2 shared cores.
 
 Frames: the development set ``../shared/data/udacity-dev`` beside the repository (or ``--data DIR``,
 or ``$DEEPTEST_DEV_DATA``): 1,500 consecutive 640x480 front-camera JPEGs and ``labels.csv``
@@ -29,7 +29,11 @@ run``), with default options except the budget:
    seeds the model already gets wrong are made and counted apart (the default, ``skip``, does not
    search them at all), to show what they would have added;
 3. (``--no-ablation`` skips it) the default campaign with ``--realism off``: what the realism gate
-   changes, the 3-link cap and breadth-first search staying on.
+   changes, the 3-link cap and breadth-first search staying on;
+4. the other guided strategies (``--strategies``, default ``deephunter,random``) at the same budget.
+
+It ends with one table, a line per campaign: seeds tried, chain lengths, the share of the mutants
+the realism gate rejected (of all the mutants made: checked + rejected), error rate, distinct failures.
 
 For each it prints the seeds tried (of how many), the chain lengths of the inputs the model saw and
 of the findings, issue 13's unrecognisable fraction (plain Pearson correlation below 0.3 between the
@@ -294,9 +298,11 @@ def measure(out: Path, rec: Recorder, seconds: float) -> dict:
                     "before": round(float(f["before"]), 4), "after": round(float(f["after"]), 4),
                     "label": None if f.get("label") is None else round(float(f["label"]), 4),
                     "realism": round(sc, 3), "pearson": round(p, 3)})
+    made = s["inputs_tried"] + s["inputs_rejected"]
     return {
         "seconds": round(seconds, 1), "inputs": s["inputs_tried"], "rejected": s["inputs_rejected"],
         "rejected_by": s.get("rejected_by", {}),
+        "realism_rejected_share": share(int(s.get("rejected_by", {}).get("realism", 0)), made),
         "rejected_by_links": histogram(k for (k, _), n in rec.rejected.items() for _ in range(n)),
         "findings": len(findings), "findings_judged": len(judged), "findings_from_failing_seeds": len(apart),
         "error_rate": round(s["error_rate"], 5), "mse_orig": s["campaign"]["relation"].get("mse_orig"),
@@ -351,7 +357,8 @@ def campaign(name: str, model: str, seeds: dict, out: Path, **options) -> dict:
 def show(name: str, m: dict) -> None:
     seeds = m["seeds"]
     print(f"-- {name}: {m['inputs']:,} inputs checked in {m['seconds']} s, {m['rejected']:,} rejected before the "
-          f"model {m['rejected_by'] or ''}; {m['findings']:,} findings "
+          f"model {m['rejected_by'] or ''} (realism gate: {_pct(m['realism_rejected_share'])} of the mutants made); "
+          f"{m['findings']:,} findings "
           f"({m['findings_from_failing_seeds']:,} of them from seeds already wrong, counted apart), error rate "
           f"{m['error_rate']:.2%}; bound: |label - prediction| > {m['bound_rad']} rad")
     t = seeds["tries_per_seed"]
@@ -453,6 +460,26 @@ def contact_sheet(items: list[tuple[Path, str, float, float]], path: Path, title
     print(f"   contact sheet: {path} ({path.stat().st_size // 1024} KB)")
 
 
+def table(report: dict) -> None:
+    """One line per campaign: issue 13's search and realism figures side by side."""
+    print("\n== every campaign on the same seeds")
+    print(f"   {'campaign':<24} {'inputs':>6} {'seeds tried':>12} {'links 1/2/3 (>3)':>18} {'realism-rejected':>16} "
+          f"{'findings':>8} {'apart':>5} {'error rate':>10} {'distinct':>8} {'unrecog.':>8}")
+    for key, m in report.items():
+        if not isinstance(m, dict) or "chain_links" not in m:
+            continue
+        links = m["chain_links"]["inputs"]
+        over = sum(v for k, v in links.items() if int(k) > 3)
+        spread = "/".join(str(links.get(str(k), 0)) for k in (1, 2, 3)) + (f" ({over})" if over else "")
+        seeds = f"{m['seeds']['tried']}/{m['seeds']['searched']}"
+        print(f"   {key:<24} {m['inputs']:>6} {seeds:>12} {spread:>18} {_pct(m['realism_rejected_share']):>16} "
+              f"{m['findings_judged']:>8} {m['findings_from_failing_seeds']:>5} {_pct(m['error_rate']):>10} "
+              f"{m['distinct_failures']:>8} {_pct(m['unrecognisable']['non_geometric_share']):>8}")
+    print("   (seeds tried / searched; links: inputs the model saw per chain length; realism-rejected: of the mutants "
+          "made; apart: findings of seeds already wrong; unrecog.: findings without a geometric link whose "
+          f"plain Pearson with the seed is under {UNRECOGNISABLE})")
+
+
 def top_items(m: dict, k: int = 8) -> list:
     return [(Path(m["out"]), r["finding"], r["pearson"], r["realism"]) for r in m["top"][:k]]
 
@@ -500,6 +527,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--sweep-sheet", type=Path, help="contact sheet of the sweep's top distinct failures")
     ap.add_argument("--low-sheet", type=Path, help="contact sheet of the findings without a geometric link whose "
                     "plain Pearson correlation with their seed is lowest (what issue 13's measure calls unrecognisable)")
+    ap.add_argument("--strategies", default="deephunter,random",
+                    help="other strategies run at --budget, comma-separated ('' for none)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the sweep (the longest part)")
     ap.add_argument("--no-ablation", action="store_true", help="skip the default campaign with --realism off")
     args = ap.parse_args(argv)
@@ -540,6 +569,10 @@ def main(argv=None) -> dict:
         report["deeptest_realism_off"] = a = campaign("ablation", model, seeds, work / "deeptest-realism-off",
                                                       budget=args.budget, seed=args.seed, realism="off")
         show("default campaign with --realism off", a)
+    for strategy in filter(None, (v.strip() for v in args.strategies.split(","))):
+        report[strategy] = r = campaign(strategy, model, seeds, work / strategy, strategy=strategy,
+                                        budget=args.budget, seed=args.seed)
+        show(f"{strategy} ({args.budget:,} inputs)", r)
     if not args.no_sweep:
         report["sweep"] = w = campaign("sweep", model, seeds, work / "sweep", strategy="sweep", budget=10**8,
                                        seed=args.seed, failing_seeds="test")
@@ -554,6 +587,7 @@ def main(argv=None) -> dict:
         contact_sheet([(out, fid, v, sc) for v, out, fid, sc in low], args.low_sheet,
                       f"{name}: the findings without a geometric link least correlated with their seed, seed | finding")
 
+    table(report)
     u = p
     goal_met = u["non_geometric_share"] is not None and u["non_geometric_share"] < GOAL
     report["goal"] = {"unrecognisable_non_geometric": u["non_geometric_share"], "under": GOAL, "met": goal_met,
