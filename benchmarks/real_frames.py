@@ -8,7 +8,8 @@ Usage::
         [--sweep-sheet docs/images/real-sweep.jpg] [--low-sheet docs/images/real-lowest.jpg]
         [--strategies deephunter,random] [--no-sweep] [--no-ablation]
 
-With ``--repeats 5`` and the three sheets (docs/real-frames.md), about 8 minutes on 2 shared cores.
+With ``--repeats 5`` and the three sheets (docs/real-frames.md), about 13 minutes on 2 shared cores
+(measured while the test suite ran too).
 
 Frames: the development set ``../shared/data/udacity-dev`` beside the repository (or ``--data DIR``,
 or ``$DEEPTEST_DEV_DATA``): 1,500 consecutive 640x480 front-camera JPEGs and ``labels.csv``
@@ -77,7 +78,9 @@ No development frames in {path}.
 This benchmark is meant for real front-camera dashcam frames with steering labels: the development
 set is 1,500 consecutive 640x480 frames of the Udacity self-driving car challenge data (MIT licence),
 as redistributed in the DeepXplore repository's driving test set (github.com/peikexin9/deepxplore,
-Driving/), with labels.csv (frame_id,steering_angle in radians, positive = left). Put the frames
+Driving/), with labels.csv (frame_id,steering_angle in radians, positive = left). The steering column
+that comes with those frames is not usable: the development set's labels are an approximate signal
+derived from camera motion; any per-frame steering labels will do. Put the frames
 (<frame_id>.jpg, optionally under frames/) and labels.csv in a folder and run
     python benchmarks/real_frames.py --data /path/to/folder
 or set DEEPTEST_DEV_DATA=/path/to/folder. Running now on the 200 frames shipped with the sample
