@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deeptest_iot.engine import realism
-from deeptest_iot.engine.realism import (DEFAULT_THRESHOLDS, LearnedGate, RealismGate, aligned_copies, band_pass,
-                                         chain_families, pearson, realism_scores, similarity, small_grey)
+from deeptest_iot.engine.realism import (DEFAULT_THRESHOLDS, STATISTICS, LearnedGate, RealismGate, aligned_copies,
+                                         band_pass, chain_families, frame_statistics, pearson, realism_scores,
+                                         similarity, small_grey)
 from deeptest_iot.errors import ConfigError, InputError, ModelError
 from deeptest_iot.transforms import REGISTRY, Chain, get
 
@@ -323,9 +324,133 @@ def test_learned_gate_errors(tmp_path):
         LearnedGate.load(tmp_path / "missing.keras")
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
     (tmp_path / "bad.json").write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(ModelError, match="not a version-1 learned gate"):
+    with pytest.raises(ModelError, match="not a learned gate file of version 1 or 2"):
         LearnedGate.load(tmp_path / "bad")
     with pytest.raises(ConfigError, match="multiples of 8"):
         LearnedGate(size=(20, 30))
     with pytest.raises(InputError, match="at least 8"):
         LearnedGate(size=(16, 32)).fit(_smooth(3, 0), epochs=1)
+    with pytest.raises(ConfigError, match="folds"):
+        LearnedGate(folds=0)
+
+
+# --- the learned gate's density of global statistics ---------------------------------------------------
+EPS = 1 / 255
+
+
+def test_frame_statistics_by_hand():
+    grey = np.full((1, 16, 32, 3), 51, np.uint8)  # 0.2 everywhere: no contrast, colour or detail
+    z = frame_statistics(grey)[0]
+    assert z.shape == (len(STATISTICS),)
+    assert z[0] == pytest.approx(0.2, abs=1e-6)  # brightness
+    for k in (1, 2, 4, 5):  # contrast, saturation, mid and fine detail: log(0 + one grey level)
+        assert z[k] == pytest.approx(np.log(EPS), abs=1e-4)
+    assert z[3] == pytest.approx(np.log(0.2 + EPS), abs=1e-6)  # dark channel = the grey itself
+    halves = np.zeros((1, 16, 32, 3), np.uint8)
+    halves[:, :, 16:] = 255  # black | white: luma std 0.5, saturation 0
+    z = frame_statistics(halves)[0]
+    assert z[0] == pytest.approx(0.5, abs=1e-6) and z[1] == pytest.approx(np.log(0.5 + EPS), abs=1e-6)
+    assert z[2] == pytest.approx(np.log(EPS), abs=1e-6)
+    # dark channel: the 3x3 minimum spreads the black half one column into the white one
+    assert z[3] == pytest.approx(np.log(15 / 32 + EPS), abs=1e-6)
+    red = np.zeros((1, 16, 32, 3), np.uint8)
+    red[..., 0] = 255  # saturation (1 - 0) / (1 + 0.05)
+    assert frame_statistics(red)[0, 2] == pytest.approx(np.log(1 / 1.05 + EPS), abs=1e-6)
+
+
+def test_frame_statistics_see_a_veil_and_noise():
+    clean = _smooth(6, 7)
+    fogged = (clean.astype(np.float32) * 0.4 + 0.6 * 220).round().astype(np.uint8)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    zc, zf, zn = frame_statistics(clean), frame_statistics(fogged), frame_statistics(noisy)
+    assert (zf[:, 0] > zc[:, 0]).all() and (zf[:, 1] < zc[:, 1]).all()  # brighter, less contrast
+    assert (zf[:, 2] < zc[:, 2]).all() and (zf[:, 3] > zc[:, 3]).all()  # less colour, more haze
+    assert (zn[:, 5] > zc[:, 5] + 1).all()  # noise multiplies the fine detail
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(SMALL, min_size=1, max_size=4))
+def test_frame_statistics_batch_equals_items(seeds):
+    batch = np.stack([texture(s, 16, 32) for s in seeds])
+    z = frame_statistics(batch)
+    assert np.isfinite(z).all()
+    for i in range(len(seeds)):
+        assert np.allclose(frame_statistics(batch[i]), z[i], atol=1e-9)
+
+
+def test_learned_gate_density_catches_a_veil_the_autoencoder_rebuilds(tiny_gate):
+    clean = _smooth(40, 1)
+    veiled = (clean.astype(np.float32) * 0.2 + 0.8 * 128).round().astype(np.uint8)  # a grey veil: 20% contrast left
+    s = tiny_gate.scores(veiled)
+    # the autoencoder rebuilds the flat frame without trouble ...
+    assert (s.reconstruction <= tiny_gate.threshold).all()
+    # ... the statistics are far outside the training frames', so the gate rejects it
+    assert (s.density > tiny_gate.density_threshold).all()
+    assert not tiny_gate.in_distribution(veiled).any()
+    assert tiny_gate.in_distribution(clean).mean() >= 0.8
+
+
+def test_learned_gate_score_combines_both_parts(tiny_gate):
+    frames = np.concatenate([_smooth(8, 5), np.random.default_rng(4).integers(0, 256, (4, 16, 32, 3), dtype=np.uint8)])
+    s = tiny_gate.scores(frames)
+    expect = np.maximum(s.reconstruction, tiny_gate.threshold * s.density / tiny_gate.density_threshold)
+    assert np.array_equal(s.score, expect) and np.array_equal(tiny_gate.score(frames), expect)
+    both = (s.reconstruction <= tiny_gate.threshold) & (s.density <= tiny_gate.density_threshold)
+    assert np.array_equal(tiny_gate.in_distribution(frames), both)
+
+
+def test_learned_gate_density_threshold_is_cross_validated(tiny_gate):
+    train = _smooth(64, 0)
+    d = tiny_gate.density
+    assert d["statistics"] == list(STATISTICS) and d["folds"] == 5
+    inside = tiny_gate.scores(train).density
+    # held-out blocks sit further from a Gaussian fitted without them than the frames it was fitted on
+    assert d["threshold"] >= np.quantile(inside, 0.99) - 1e-9
+    assert d["training_distances"]["held_out_median"] >= d["training_distances"]["median"]
+    again = LearnedGate(**TINY, folds=1)
+    again.model, again.threshold = tiny_gate.model, tiny_gate.threshold
+    again.density = again._fit_density(frame_statistics(train))
+    assert again.density_threshold == pytest.approx(np.quantile(inside, 0.99))
+
+
+def test_learned_gate_v2_file_keeps_the_density(tiny_gate, tmp_path):
+    frames = np.concatenate([_smooth(8, 5), (_smooth(4, 6) * 0.3 + 150).astype(np.uint8)])
+    tiny_gate.save(tmp_path / "gate")
+    meta = json.loads((tmp_path / "gate.json").read_text())
+    assert meta["version"] == 2 and meta["density"]["threshold"] == tiny_gate.density_threshold
+    loaded = LearnedGate.load(tmp_path / "gate")
+    assert loaded.density_threshold == tiny_gate.density_threshold
+    assert np.array_equal(loaded.density["precision"], tiny_gate.density["precision"])
+    assert np.allclose(loaded.score(frames), tiny_gate.score(frames), atol=1e-7)
+    assert (loaded.in_distribution(frames) == tiny_gate.in_distribution(frames)).all()
+
+
+def test_learned_gate_loads_version_1_files(tiny_gate, tmp_path):
+    """A gate saved before the density (format version 1) loads as the autoencoder alone."""
+    frames = np.concatenate([_smooth(8, 5), (_smooth(4, 6) * 0.3 + 150).astype(np.uint8)])
+    tiny_gate.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old.json").read_text())
+    del meta["density"]
+    meta["version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    old = LearnedGate.load(tmp_path / "old.keras")
+    assert old.density is None and old.density_threshold is None
+    s = old.scores(frames)
+    assert s.density is None and np.array_equal(s.score, s.reconstruction)
+    assert np.array_equal(old.in_distribution(frames), s.reconstruction <= tiny_gate.threshold)
+    assert np.allclose(s.reconstruction, tiny_gate.scores(frames).reconstruction, atol=1e-7)
+    old.save(tmp_path / "again")  # still version 1: nothing to add
+    assert json.loads((tmp_path / "again.json").read_text())["version"] == 1
+
+
+def test_learned_gate_bad_density_is_reported(tiny_gate, tmp_path):
+    tiny_gate.save(tmp_path / "gate")
+    meta = json.loads((tmp_path / "gate.json").read_text())
+    meta["density"]["precision"] = [[1.0, 0.0]]
+    (tmp_path / "gate.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="missing or bad field"):
+        LearnedGate.load(tmp_path / "gate")
+    del meta["density"]
+    (tmp_path / "gate.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="missing or bad field"):
+        LearnedGate.load(tmp_path / "gate")

@@ -11,7 +11,11 @@ Two gates; the calibration and the evidence behind every default are in ``docs/r
   families takes the strictest (highest) of their thresholds.
 * **Learned gate** (optional, :class:`LearnedGate`): SelfOracle's idea (Stocco et al., ICSE 2020),
   a small convolutional autoencoder trained on training frames; a frame whose reconstruction error
-  is above the 99th percentile of the training frames' errors is out of distribution.
+  is above the 99th percentile of the training frames' errors is out of distribution. Since the
+  autoencoder rebuilds smooth frames (fog, rain, snow, blur) all the better, a Gaussian density of
+  six global statistics (brightness, contrast, saturation, dark channel, detail at two scales) fitted
+  on the same frames also has to accept the frame: the 99th percentile of its Mahalanobis distances,
+  cross-validated over contiguous blocks of the training frames, is its threshold.
 
 Everything works on batches (N, H, W, 3) uint8 RGB. The small copies take one OpenCV grey
 conversion and one area resize per few hundred frames (the batch stacked into one tall image, see
@@ -37,9 +41,9 @@ from deeptest_iot.errors import ConfigError, InputError, ModelError
 from deeptest_iot.tasks.base import per_chain, per_input_chains
 from deeptest_iot.transforms import as_chain
 
-__all__ = ["CONTRAST_FLOOR", "DEFAULT_SIZE", "DEFAULT_THRESHOLDS", "FAMILIES", "MIN_KEPT", "LearnedGate",
-           "Realism", "RealismGate", "Similarity", "aligned_copies", "band_pass", "chain_families",
-           "chain_matrix", "pearson", "realism_scores", "similarity", "small_grey"]
+__all__ = ["CONTRAST_FLOOR", "DEFAULT_SIZE", "DEFAULT_THRESHOLDS", "FAMILIES", "MIN_KEPT", "STATISTICS", "LearnedGate",
+           "LearnedScores", "Realism", "RealismGate", "Similarity", "aligned_copies", "band_pass", "chain_families",
+           "chain_matrix", "frame_statistics", "pearson", "realism_scores", "similarity", "small_grey"]
 
 #: (height, width) of the grey copies compared; docs/realism.md says why.
 DEFAULT_SIZE = (32, 64)
@@ -447,39 +451,135 @@ def realism_scores(seeds, mutants, chains=None, thresholds=None, size=DEFAULT_SI
     return r.score, r.ok
 
 
-# --- the learned gate (SelfOracle) ----------------------------------------------------------------
+# --- the learned gate (SelfOracle, plus a density of global image statistics) ---------------------
 GATE_FORMAT = "deeptest-iot learned realism gate"
-GATE_VERSION = 1
+#: Version 2 adds the density of global statistics (``density`` in the .json); version 1 files still load.
+GATE_VERSION = 2
+_GATE_VERSIONS = (1, 2)
+
+#: The global statistics of a frame that the learned gate's density is fitted on, in this order
+#: (:func:`frame_statistics`; docs/realism.md says why these). Changing them means a new GATE_VERSION.
+STATISTICS = ("brightness", "log_contrast", "log_saturation", "log_dark_channel", "log_mid_detail",
+              "log_fine_detail")
+#: Added before taking logs: one grey level, so that a flat frame has finite statistics.
+_STAT_EPS = 1.0 / 255.0
+#: Covariance shrinkage toward its diagonal, so that a few dozen frames give a usable Gaussian.
+DENSITY_SHRINKAGE = 0.1
+_VAR_FLOOR = 1e-6  # a statistic that never varies in training still gets a finite (tiny) spread
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _statistics(x: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """(N, 6) float64 :data:`STATISTICS` of (N, h, w, 3) float32 RGB frames in [0, 1]; batched."""
+    n = len(x)
+    out = np.empty((n, len(STATISTICS)), np.float64)
+    for i in range(0, n, chunk):
+        part = x[i:i + chunk]
+        k = len(part)
+        luma = part @ _LUMA  # (k, h, w)
+        hi, lo = part.max(axis=-1), part.min(axis=-1)
+        sat = (hi - lo) / (hi + 0.05)  # HSV-like saturation, damped in the dark where it is noise
+        # Dark channel (He, Sun, Tang 2009): the darkest channel, then the darkest in each 3x3
+        # neighbourhood (edges replicated). Haze, a veil or glare lift it; clear daylight keeps it low.
+        pad = np.pad(lo, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        h, w = lo.shape[1:]
+        dark = pad[:, 1:h + 1, 1:w + 1].copy()
+        for dy in range(3):
+            for dx in range(3):
+                np.minimum(dark, pad[:, dy:dy + h, dx:dx + w], out=dark)
+        fine = band_pass(luma, sigma=1.0)  # luma minus its blur at 1 px: pixel-scale texture and noise
+        mid = band_pass(luma, sigma=3.0) - fine  # blur at 1 px minus blur at 3 px: edges, objects
+        out[i:i + k] = np.stack([
+            luma.mean(axis=(1, 2)),
+            np.log(luma.std(axis=(1, 2)) + _STAT_EPS),
+            np.log(sat.mean(axis=(1, 2)) + _STAT_EPS),
+            np.log(dark.mean(axis=(1, 2)) + _STAT_EPS),
+            np.log(np.abs(mid).mean(axis=(1, 2)) + _STAT_EPS),
+            np.log(np.abs(fine).mean(axis=(1, 2)) + _STAT_EPS)], axis=1)
+    return out
+
+
+def frame_statistics(images) -> np.ndarray:
+    """(N, 6) float64: the global statistics of each uint8 RGB image that the learned gate's density
+    models, in the order of :data:`STATISTICS`: mean luma (BT.601, 0..1); the logs of the luma's
+    standard deviation (contrast), of the mean saturation, of the mean dark channel (haze), of the
+    mean absolute difference of two Gaussian blurs of the luma at 1 and 3 pixels (mid-scale detail:
+    edges and objects) and of the mean absolute luma minus its 1-pixel blur (fine texture, noise).
+    Measured at the size given: the gate passes its own subsampled copies."""
+    return _statistics(_as_images(images, "images").astype(np.float32) / 255.0)
+
+
+def _fit_gaussian(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of a Gaussian fitted to the rows of ``z``, covariance shrunk toward its diagonal."""
+    mu = z.mean(axis=0)
+    c = np.atleast_2d(np.cov(z, rowvar=False))
+    d = np.maximum(np.diag(c), _VAR_FLOOR)
+    c = (1.0 - DENSITY_SHRINKAGE) * c + DENSITY_SHRINKAGE * np.diag(d)
+    c[np.diag_indices_from(c)] = np.maximum(np.diag(c), _VAR_FLOOR)
+    return mu, np.linalg.pinv(c, hermitian=True)
+
+
+def _mahalanobis(z: np.ndarray, mu: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    d = z - mu
+    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, precision, d), 0.0))
+
+
+class LearnedScores(NamedTuple):
+    """Per image, each (N,) float64: what :meth:`LearnedGate.scores` measures."""
+
+    score: np.ndarray  # what the gate thresholds: reconstruction, or the density in reconstruction units when further out
+    reconstruction: np.ndarray  # mean squared reconstruction error, pixels in [0, 1]
+    density: np.ndarray | None  # Mahalanobis distance of the frame's statistics (None: a version-1 gate has none)
 
 
 class LearnedGate:
-    """SelfOracle's out-of-distribution gate (Stocco et al., ICSE 2020), as a small convolutional
-    autoencoder on (h, w) RGB copies of the frames (default 40 x 80, nearest-pixel subsampling).
+    """The learned out-of-distribution gate: SelfOracle's autoencoder (Stocco et al., ICSE 2020) and a
+    Gaussian density of global image statistics, both fitted on training frames, on (h, w) RGB
+    copies of the frames (default 40 x 80, nearest-pixel subsampling).
 
-    ``fit(frames)`` trains it on training frames and sets ``threshold`` to the ``quantile`` (0.99)
-    of their reconstruction errors; ``score(images)`` is each image's mean squared reconstruction
-    error (pixels in [0, 1]); ``in_distribution(images)`` is ``score <= threshold``.
-    ``save(path)`` writes ``path`` (a .keras model) and the same name with ``.json`` (threshold,
-    size, training error statistics); ``LearnedGate.load(path)`` reads them back with Keras'
-    ``safe_mode``. Training is deterministic given ``seed`` on one machine: seeded initialisers, a
-    seeded batch order, and TensorFlow's op determinism switched on for the fit. Score frames of
-    the size the gate was trained on (subsampling a larger frame keeps finer texture).
+    ``fit(frames)`` trains the autoencoder and sets ``threshold`` to the ``quantile`` (0.99) of the
+    training frames' reconstruction errors; it fits a Gaussian (covariance shrunk toward its
+    diagonal) to the frames' :func:`frame_statistics` and sets ``density_threshold`` to the
+    ``quantile`` of their Mahalanobis distances, each frame's distance taken from a Gaussian fitted
+    without its own block of ``folds`` contiguous blocks (frames in recording order: a new stretch
+    of road must pass, not just the frames the Gaussian was fitted on). ``score(images)`` is each
+    image's reconstruction error, or ``threshold * distance / density_threshold`` when that is
+    larger; ``in_distribution(images)`` is ``score <= threshold``: the frame passes both tests.
+    :meth:`scores` gives the parts. The autoencoder flags pixel noise and colour casts (it cannot
+    rebuild them) but rebuilds fog, blur and darkness all the better; the density flags frames whose
+    contrast, haze, saturation, brightness or detail lie outside the training frames' (docs/realism.md).
+
+    ``save(path)`` writes ``path`` (a .keras model) and the same name with ``.json`` (thresholds,
+    size, the density); ``LearnedGate.load(path)`` reads them back with Keras' ``safe_mode``, version-1
+    files (autoencoder only: ``score`` is the reconstruction error) included. Training is
+    deterministic given ``seed`` on one machine: seeded initialisers, a seeded batch order, and
+    TensorFlow's op determinism switched on for the fit. Score frames of the size the gate was
+    trained on (subsampling a larger frame keeps finer texture).
     """
 
     def __init__(self, size=(40, 80), seed: int = 0, quantile: float = 0.99, filters=(16, 32, 64),
-                 latent: int = 8):
+                 latent: int = 8, folds: int = 5):
         self.size = _check_size(size)
         if self.size[0] % 8 or self.size[1] % 8:
             raise ConfigError(f"the learned gate's size must be multiples of 8 (three 2x downsamplings), got {size!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+        if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 1:
+            raise ConfigError(f"folds must be a positive int (1 = no cross-validation), got {folds!r}")
         self.seed = int(seed)
         self.quantile = _check_share("quantile", quantile)
         self.filters = tuple(int(f) for f in filters)
         self.latent = int(latent)
+        self.folds = int(folds)
         self.threshold: float | None = None
+        self.density: dict | None = None  # {"mean": (6,), "precision": (6, 6), "threshold": float, ...}
         self.train_stats: dict = {}
         self.model = None
+
+    @property
+    def density_threshold(self) -> float | None:
+        """The Mahalanobis distance above which a frame's statistics are out of distribution (None: no density)."""
+        return None if self.density is None else self.density["threshold"]
 
     # -- data ----------------------------------------------------------------------------------
     def subsample(self, images) -> np.ndarray:
@@ -521,7 +621,8 @@ class LearnedGate:
     # -- training ------------------------------------------------------------------------------
     def fit(self, frames, epochs: int = 30, batch_size: int = 64, learning_rate: float = 2e-3,
             verbose: int = 0) -> "LearnedGate":
-        """Train on ``frames`` (N, H, W, 3) uint8 RGB training frames; returns self."""
+        """Train on ``frames`` (N, H, W, 3) uint8 RGB training frames, in recording order when they
+        come from a video (the density's cross-validation holds out contiguous blocks); returns self."""
         import keras
         import tensorflow as tf
 
@@ -543,7 +644,29 @@ class LearnedGate:
         self.threshold = float(np.quantile(errors, self.quantile))
         self.train_stats = {"frames": int(len(x)), "epochs": int(epochs), "mean": float(errors.mean()),
                             "median": float(np.median(errors)), "max": float(errors.max())}
+        self.density = self._fit_density(_statistics(x))
         return self
+
+    def _fit_density(self, z: np.ndarray) -> dict:
+        """The Gaussian of the training statistics ``z`` (N, 6) and its threshold: the ``quantile`` of
+        out-of-fold distances over ``folds`` contiguous blocks (in-sample distances when folds = 1)."""
+        n = len(z)
+        mu, precision = _fit_gaussian(z)
+        folds = min(self.folds, n // 2)
+        if folds < 2:
+            held = _mahalanobis(z, mu, precision)
+        else:
+            held = np.empty(n)
+            edges = np.linspace(0, n, folds + 1).round().astype(int)
+            for a, b in zip(edges[:-1], edges[1:]):
+                rest = np.concatenate([z[:a], z[b:]])
+                held[a:b] = _mahalanobis(z[a:b], *_fit_gaussian(rest))
+        inside = _mahalanobis(z, mu, precision)
+        return {"statistics": list(STATISTICS), "mean": mu, "precision": precision,
+                "threshold": float(np.quantile(held, self.quantile)), "folds": int(max(folds, 1)),
+                "shrinkage": DENSITY_SHRINKAGE,
+                "training_distances": {"median": float(np.median(inside)), "max": float(inside.max()),
+                                       "held_out_median": float(np.median(held)), "held_out_max": float(held.max())}}
 
     def _train(self, x: np.ndarray, epochs: int, batch_size: int, learning_rate: float, verbose: int) -> None:
         """Adam on the mean squared error, mini-batches in an order drawn from a seeded Generator.
@@ -577,6 +700,10 @@ class LearnedGate:
                 print(f"learned gate: epoch {epoch + 1}/{epochs}, reconstruction MSE {np.mean(losses):.5f}")
 
     # -- use -----------------------------------------------------------------------------------
+    def _check_trained(self) -> None:
+        if self.model is None or self.threshold is None:
+            raise ModelError("the learned gate is not trained: call fit(frames) or LearnedGate.load(path)")
+
     def _errors(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
         if self.model is None:
             raise ModelError("the learned gate is not trained: call fit(frames) or LearnedGate.load(path)")
@@ -587,14 +714,27 @@ class LearnedGate:
             out[i:i + len(part)] = ((rec - part) ** 2).reshape(len(part), -1).mean(axis=1)
         return out
 
+    def scores(self, images) -> LearnedScores:
+        """Each image's reconstruction error, the Mahalanobis distance of its statistics, and the
+        score the gate thresholds: ``max(reconstruction, threshold * density / density_threshold)``
+        (the reconstruction error alone for a version-1 gate)."""
+        self._check_trained()
+        x = self._prepare(images)
+        rec = self._errors(x)
+        if self.density is None:
+            return LearnedScores(rec, rec, None)
+        dist = _mahalanobis(_statistics(x), self.density["mean"], self.density["precision"])
+        return LearnedScores(np.maximum(rec, self.threshold * dist / self.density["threshold"]), rec, dist)
+
     def score(self, images) -> np.ndarray:
-        """(N,) float64: mean squared reconstruction error of each image (pixels in [0, 1])."""
-        return self._errors(self._prepare(images))
+        """(N,) float64: the reconstruction error (mean squared, pixels in [0, 1]), raised to
+        ``threshold * distance / density_threshold`` when the frame's statistics are further out;
+        so ``score <= threshold`` exactly when both are in distribution."""
+        return self.scores(images).score
 
     def in_distribution(self, images) -> np.ndarray:
-        """(N,) bool: reconstruction error at most the threshold (the training errors' 99th percentile)."""
-        if self.threshold is None:
-            raise ModelError("the learned gate is not trained: call fit(frames) or LearnedGate.load(path)")
+        """(N,) bool: reconstruction error at most ``threshold`` (the training errors' 99th percentile)
+        and statistics within ``density_threshold`` of the training frames'."""
         return self.score(images) <= self.threshold
 
     # -- files ---------------------------------------------------------------------------------
@@ -621,15 +761,20 @@ class LearnedGate:
         finally:
             if tmp.exists():
                 tmp.unlink()
-        atomic_write_json(meta_path, {
-            "format": GATE_FORMAT, "version": GATE_VERSION, "model": model_path.name, "size": list(self.size),
-            "threshold": self.threshold, "quantile": self.quantile, "seed": self.seed,
-            "filters": list(self.filters), "latent": self.latent, "training_errors": self.train_stats})
+        meta = {"format": GATE_FORMAT, "version": GATE_VERSION if self.density is not None else 1,
+                "model": model_path.name, "size": list(self.size), "threshold": self.threshold,
+                "quantile": self.quantile, "seed": self.seed, "filters": list(self.filters), "latent": self.latent,
+                "training_errors": self.train_stats}
+        if self.density is not None:
+            meta["density"] = {**self.density, "mean": [float(v) for v in self.density["mean"]],
+                               "precision": [[float(v) for v in row] for row in self.density["precision"]]}
+        atomic_write_json(meta_path, meta)
         return model_path
 
     @classmethod
     def load(cls, path) -> "LearnedGate":
-        """Read a gate written by :meth:`save` (the .keras path, or the name without extension)."""
+        """Read a gate written by :meth:`save` (the .keras path, or the name without extension);
+        version-1 files (no density) load as autoencoder-only gates."""
         import json
 
         import keras
@@ -645,8 +790,18 @@ class LearnedGate:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ModelError(f"learned realism gate {meta_path}: not readable JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != GATE_FORMAT or meta.get("version") != GATE_VERSION:
-            raise ModelError(f"learned realism gate {meta_path}: not a version-{GATE_VERSION} learned gate file")
+        if not isinstance(meta, dict) or meta.get("format") != GATE_FORMAT or meta.get("version") not in _GATE_VERSIONS:
+            raise ModelError(f"learned realism gate {meta_path}: not a learned gate file of version "
+                             f"{' or '.join(map(str, _GATE_VERSIONS))}")
+        try:
+            gate = cls(tuple(meta["size"]), int(meta["seed"]), float(meta["quantile"]), tuple(meta["filters"]),
+                       int(meta["latent"]))
+            gate.threshold = float(meta["threshold"])
+            if meta["version"] >= 2:
+                gate.density = _read_density(meta["density"])
+                gate.folds = gate.density["folds"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"learned realism gate {meta_path}: missing or bad field ({e})") from None
         if tuple(int(v) for v in keras.__version__.split(".")[:3] if v.isdigit()) < MIN_KERAS:
             raise ModelError(f"loading a learned gate needs keras >= {'.'.join(map(str, MIN_KERAS))} "
                              f"(safe_mode), found {keras.__version__}")
@@ -654,18 +809,27 @@ class LearnedGate:
             model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
         except Exception as e:  # noqa: BLE001 - any failure to read the archive is the file's fault
             raise ModelError(f"learned realism gate {model_path}: cannot be loaded ({e})") from None
-        try:
-            gate = cls(tuple(meta["size"]), int(meta["seed"]), float(meta["quantile"]), tuple(meta["filters"]),
-                       int(meta["latent"]))
-            gate.threshold = float(meta["threshold"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"learned realism gate {meta_path}: missing or bad field ({e})") from None
         if tuple(model.input_shape[1:3]) != gate.size:
             raise ModelError(f"learned realism gate {model_path}: model input {model.input_shape[1:3]} does not match "
                              f"the size {gate.size} in {meta_path.name}")
         gate.train_stats = dict(meta.get("training_errors") or {})
         gate.model = model
         return gate
+
+
+def _read_density(d) -> dict:
+    """The ``density`` entry of a version-2 gate file, checked (ValueError/KeyError/TypeError if bad)."""
+    k = len(STATISTICS)
+    if list(d["statistics"]) != list(STATISTICS):
+        raise ValueError(f"density statistics {d['statistics']} are not this version's {list(STATISTICS)}")
+    mu = np.asarray(d["mean"], np.float64)
+    precision = np.asarray(d["precision"], np.float64)
+    threshold = float(d["threshold"])
+    if mu.shape != (k,) or precision.shape != (k, k) or not (np.isfinite(mu).all() and np.isfinite(precision).all()):
+        raise ValueError(f"density mean {mu.shape} / precision {precision.shape} must be finite ({k},) / ({k}, {k})")
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"density threshold must be a positive number, got {threshold!r}")
+    return {**d, "mean": mu, "precision": precision, "threshold": threshold, "folds": int(d.get("folds", 1))}
 
 
 def _op_determinism() -> bool:
