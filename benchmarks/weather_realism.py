@@ -5,7 +5,7 @@ Run::
 
     python benchmarks/weather_realism.py [--frames DIR] [--gate PATH | --save PATH] [--size 240x320]
         [--train 0:1000] [--held-out 1200:1500] [--epochs 30] [--transition] [--all]
-        [--sheet docs/images/weather-realism.jpg] [--write-docs]
+        [--sheet docs/images/weather-realism.jpg] [--plot docs/images/weather-realism-curve.png] [--write-docs]
 
 Issue 18 asks that weather at severity <= 0.5 stay in distribution for at least 90% of held-out
 frames, and that the rate fall smoothly as severity rises. The gate is ``LearnedGate`` of
@@ -21,14 +21,16 @@ recording order) train the gate unless ``--gate`` gives a saved one; frames ``--
 held-out set, read at ``--size`` (area averaging). Every weather transform of the registry (kind
 "weather") is applied at severities 0.1, ..., 1.0, each held-out frame with its own seed.
 
-Prints the in-distribution share per transform and severity, the same for the autoencoder alone,
+Prints the in-distribution share per transform and severity, the median score / threshold (the gate's
+continuous measure: above 1 is out), the in-distribution share for the autoencoder alone,
 whether each transform meets the goal and its largest drop between neighbouring severities. Options:
 ``--transition`` adds, for each transform whose rate drops by more than 30 points within one step of
 0.1, that step at 0.02 resolution; ``--all`` every registered transform at 0.25/0.5/0.75/1.0 (the
-learned gate's table in docs/realism.md); ``--sheet`` writes a contact sheet of the mutants just in
+learned gate's table in docs/realism.md); ``--plot`` writes the curve as a PNG line chart; ``--sheet`` writes a contact sheet of the mutants just in
 and just out of distribution per weather transform; ``--write-docs`` writes the tables into
 docs/weather.md and (with ``--all``) docs/realism.md between their markers. The last line is every
-figure as one JSON object. About 6 minutes on 2 shared cores (training the gate: 2-3 of them).
+figure as one JSON object. About 10 minutes on 2 shared, loaded cores (training the gate: 2-3 of them;
+``--all`` about 10 more).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def rates(gate, mutants: np.ndarray) -> dict:
             "autoencoder": float(np.mean(s.reconstruction <= gate.threshold)),
             "density": float(np.mean(s.density <= gate.density_threshold)),
             "ratio": s.score / gate.threshold,  # <= 1: in distribution
+            "median": float(np.median(s.score / gate.threshold)),
             "by_density": (s.density / gate.density_threshold) >= (s.reconstruction / gate.threshold)}
 
 
@@ -149,6 +152,45 @@ def sheet(path: Path, names, x: np.ndarray, found: dict, first: int, tile=(150, 
     print(f"contact sheet -> {path}")
 
 
+# --- plot ------------------------------------------------------------------------------------------
+COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75))
+
+
+def plot(path: Path, curve: dict, n_frames: int, size=(360, 560)) -> None:
+    """A line chart (OpenCV, no plotting library) of % in distribution against severity, one line per
+    weather transform, the 90% goal dashed and severity 0.5 marked."""
+    h, w = size
+    left, right, top, bottom = 52, 110, 30, 42
+    img = np.full((h, w, 3), 255, np.uint8)
+    px = lambda s: int(round(left + s * (w - left - right)))  # noqa: E731
+    py = lambda v: int(round(top + (1.0 - v) * (h - top - bottom)))  # noqa: E731
+    font, grey = cv2.FONT_HERSHEY_SIMPLEX, (150, 150, 150)
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        cv2.line(img, (left, py(v)), (px(1.0), py(v)), (230, 230, 230), 1)
+        cv2.putText(img, f"{100 * v:.0f}", (left - 34, py(v) + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for s in SEVERITIES:
+        cv2.putText(img, f"{s:.1f}", (px(s) - 9, h - bottom + 16), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    for x0 in range(left, px(1.0), 10):  # the goal: 90% up to severity 0.5
+        cv2.line(img, (x0, py(0.9)), (min(x0 + 5, px(0.5)), py(0.9)), grey, 1) if x0 < px(0.5) else None
+    cv2.line(img, (px(0.5), top), (px(0.5), py(0.0)), grey, 1)
+    cv2.rectangle(img, (left, top), (px(1.0), py(0.0)), (0, 0, 0), 1)
+    for k, (name, ys) in enumerate(curve.items()):
+        c = COLOURS[k % len(COLOURS)]
+        pts = np.array([(px(s), py(v)) for s, v in zip(SEVERITIES, ys)], np.int32)
+        cv2.polylines(img, [pts], False, c, 2, cv2.LINE_AA)
+        for q in pts:
+            cv2.circle(img, tuple(int(v) for v in q), 3, c, -1, cv2.LINE_AA)
+        cv2.line(img, (px(1.0) + 12, top + 12 + 18 * k), (px(1.0) + 32, top + 12 + 18 * k), c, 2)
+        cv2.putText(img, name, (px(1.0) + 38, top + 16 + 18 * k), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"% of {n_frames} held-out frames in distribution (learned gate)", (left, 18), font, 0.45,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "severity", (px(0.5) - 25, h - 8), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "goal", (left + 4, py(0.9) - 4), font, 0.35, grey, 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img[:, :, ::-1])
+    print(f"plot -> {path}")
+
+
 # --- docs ------------------------------------------------------------------------------------------
 def replace_between(path: Path, tag: str, body: str) -> None:
     text = path.read_text(encoding="utf-8")
@@ -159,12 +201,14 @@ def replace_between(path: Path, tag: str, body: str) -> None:
     print(f"wrote the table into {path}")
 
 
-def weather_table(names, curve, auto, clean, clean_ae) -> str:
+def weather_table(names, curve, auto, clean, clean_ae, median=None) -> str:
     head = "| transform | " + " | ".join(["clean"] + [f"{s:.1f}" for s in SEVERITIES[1:]]) + " |\n"
     head += "|---" * (len(SEVERITIES) + 1) + "|\n"
     rows = [f"| {n} | " + " | ".join([pct(clean)] + [pct(v) for v in curve[n][1:]]) + " |" for n in names]
     rows += [f"| {n}, autoencoder alone | " + " | ".join([pct(clean_ae)] + [pct(v) for v in auto[n][1:]]) + " |"
              for n in names]
+    if median:
+        rows += [f"| {n}, median score / threshold | " + " | ".join(f"{v:.2f}" for v in median[n]) + " |" for n in names]
     return head + "\n".join(rows) + "\n"
 
 
@@ -187,6 +231,7 @@ def main() -> int:
     ap.add_argument("--transition", action="store_true", help="the steepest step of each curve at 0.02 resolution")
     ap.add_argument("--all", action="store_true", help="every registered transform at 0.25/0.5/0.75/1.0")
     ap.add_argument("--sheet", type=Path, default=None, help="write a contact sheet of mutants just in and just out")
+    ap.add_argument("--plot", type=Path, default=None, help="write the curve as a PNG line chart")
     ap.add_argument("--write-docs", action="store_true", help="write the tables into docs/weather.md (and realism.md)")
     args = ap.parse_args()
 
@@ -238,6 +283,7 @@ def main() -> int:
     names = [n for n, spec in REGISTRY.items() if spec.kind == "weather"]
     curve = {n: [clean["in"]] for n in names}
     auto = {n: [clean["autoencoder"]] for n in names}
+    median = {n: [clean["median"]] for n in names}
     found: dict = {n: [] for n in names}
     print(f"\n% of {len(x)} held-out frames ({args.size}) in distribution; severity 0 = the clean frames")
     print(f"{'severity':>8} " + " ".join(f"{n:>8}" for n in names))
@@ -247,8 +293,12 @@ def main() -> int:
             r = rates(gate, mutate(n, s, x))
             curve[n].append(r["in"])
             auto[n].append(r["autoencoder"])
+            median[n].append(r["median"])
             found[n] += [(float(v), s, i, bool(d)) for i, (v, d) in enumerate(zip(r["ratio"], r["by_density"]))]
         print(f"{s:>8.1f} " + " ".join(f"{pct(curve[n][-1]):>8}" for n in names), flush=True)
+    print("median score / threshold (> 1: out of distribution):")
+    for s_i, s in enumerate(SEVERITIES):
+        print(f"{s:>8.1f} " + " ".join(f"{median[n][s_i]:>8.2f}" for n in names))
     print("autoencoder alone (the gate before):")
     for s_i, s in enumerate(SEVERITIES):
         print(f"{s:>8.1f} " + " ".join(f"{pct(auto[n][s_i]):>8}" for n in names))
@@ -257,11 +307,15 @@ def main() -> int:
         meets[n] = all(v >= 0.9 for v, s in zip(curve[n], SEVERITIES) if s <= 0.5)
         drop, k = largest_step(curve[n])
         steps[n] = (drop, SEVERITIES[k], SEVERITIES[k + 1])
-        print(f"{n}: {'meets' if meets[n] else 'MISSES'} >= 90% in distribution up to severity 0.5; at 1.0 "
+        rise = max(b - a for a, b in zip(curve[n], curve[n][1:]))
+        print(f"{n}: {'meets' if meets[n] else 'MISSES'} >= 90% in distribution up to severity 0.5; "
+              f"{'monotone' if rise <= 0 else f'rises {100 * rise:.1f} points at most'}; at 1.0 "
               f"{pct(curve[n][-1])}%; largest drop {100 * drop:.0f} points ({SEVERITIES[k]:.1f} -> {SEVERITIES[k + 1]:.1f})")
     figures.update(curve={n: dict(zip((f"{s:.1f}" for s in SEVERITIES), (round(v, 4) for v in curve[n]))) for n in names},
                    autoencoder_alone={n: dict(zip((f"{s:.1f}" for s in SEVERITIES), (round(v, 4) for v in auto[n])))
                                       for n in names},
+                   median_score_ratio={n: dict(zip((f"{s:.1f}" for s in SEVERITIES), (round(v, 3) for v in median[n])))
+                                       for n in names},
                    meets_90_up_to_0_5=meets, largest_drop={n: round(v[0], 4) for n, v in steps.items()})
 
     fine_rows = {}
@@ -287,10 +341,12 @@ def main() -> int:
         figures["all"] = {n: {str(s): {k: c[k] for k in ("in", "autoencoder", "density")} for s, c in zip(LEVELS, cells)}
                           for n, cells in table.items()}
 
+    if args.plot:
+        plot(args.plot, curve, len(x))
     if args.sheet:
         sheet(args.sheet, names, x, found, first)
     if args.write_docs:
-        body = weather_table(names, curve, auto, clean["in"], clean["autoencoder"])
+        body = weather_table(names, curve, auto, clean["in"], clean["autoencoder"], median)
         if fine_rows:
             body += "\nSteepest steps at 0.02 resolution: " + "; ".join(
                 f"{n} " + ", ".join(f"{s}: {pct(v)}" for s, v in row.items()) for n, row in fine_rows.items()) + ".\n"
