@@ -211,8 +211,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("realism", "str", "reject", "Mutants that no longer look like their seed's road scene (a small grey "
            "copy compared with the warp undone; thresholds per transform family): reject them before the model, "
            "flag their findings, or off.", choices=("reject", "flag", "off")),
-    Option("learned_gate", "path", "auto", "A learned realism gate (an autoencoder made by `deeptest-iot profile "
-           "--learned-gate`): its path, auto (MODEL.gate.keras beside the model when there is one) or none.",
+    Option("learned_gate", "path", "auto", "A learned realism gate (an autoencoder and a density of image statistics, made "
+           "by `deeptest-iot profile --learned-gate`): its path, auto (MODEL.gate.keras beside the model when there is one) or none.",
            shown="auto"),
     Option("alpha", "float", 0.02, "DeepHunter validity: a mutant may change fewer than alpha * pixels ...",
            minimum=0, maximum=1),
