@@ -49,17 +49,17 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
 
 
 def campaign_class(opts: CampaignOptions, checkpoint: dict | None):
-    """The engine that runs a campaign: this process (``Campaign``) or Ray actors (docs/ray.md)."""
+    """The engine that runs a campaign: this process (``Campaign``) or Ray actors (docs/distributed.md)."""
     if opts.engine == "ray":
         from deeptest_iot.engine.ray_engine import RayCampaign
 
         return RayCampaign
     for name in ("address", "workers"):
         if getattr(opts, name) is not None and name in opts.given:
-            raise ConfigError(f"--{name} is for the Ray engine: add --engine ray (docs/ray.md)")
+            raise ConfigError(f"--{name} is for the Ray engine: add --engine ray (docs/distributed.md)")
     if checkpoint is not None and "ray_shards" in checkpoint.get("strategy", {}):
         raise ConfigError(f"{opts.out} holds a {opts.strategy} campaign that ran on the Ray engine, one search per "
-                          "worker: resume it with --engine ray (docs/ray.md)")
+                          "worker: resume it with --engine ray (docs/distributed.md)")
     return Campaign
 
 

@@ -199,7 +199,7 @@ OPTIONS: tuple[Option, ...] = (
            shown="<model>.profile.npz, else the seeds"),
     Option("seed", "int", 0, "Campaign seed: same options and seed, same findings.", minimum=0),
     Option("batch_size", "int", 128, "Inputs per model call.", minimum=1),
-    # -- the engine (docs/ray.md) ------------------------------------------------------------
+    # -- the engine (docs/distributed.md) ------------------------------------------------------------
     Option("engine", "str", "local", "Where the batches run: local (this process) or ray (Ray actors, one model "
            "each; needs the ray extra). sweep and random give the same findings on both.", choices=("local", "ray"),
            resumable=True),

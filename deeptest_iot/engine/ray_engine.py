@@ -1,4 +1,4 @@
-"""The Ray engine (``run --engine ray``): a campaign's batches on Ray actors (docs/ray.md).
+"""The Ray engine (``run --engine ray``): a campaign's batches on Ray actors (docs/distributed.md).
 
 Each actor (:class:`Worker`) loads the model once from its path (a Keras model is never pickled),
 sets TensorFlow's intra- and inter-op threads to the CPUs Ray grants it, and reads the seed frames
@@ -48,6 +48,8 @@ CASE_STRIDE = 10 ** 9
 AHEAD_PER_WORKER = 2
 #: How many times one task is sent again after its actor died before the campaign gives up.
 MAX_REDO = 5
+#: How long the driver waits for Ray to restart a dead actor.
+RESTART_TIMEOUT_S = 300.0
 
 
 def import_ray():
@@ -55,7 +57,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--engine ray needs Ray: pip install 'deeptest-iot[ray]' (docs/ray.md)") from None
+        raise ConfigError("--engine ray needs Ray: pip install 'deeptest-iot[ray]' (docs/distributed.md)") from None
     return ray
 
 
@@ -122,26 +124,44 @@ class Prepared:
     frame_hw: tuple = (0, 0)
 
 
+#: The options a worker's model depends on: a change reloads it; any other change is cheap.
+MODEL_KEYS = ("model", "card", "include", "exclude", "trust_model")
+
+
 class Worker:
-    """One Ray actor: the model (loaded once from its path) and the gates."""
+    """One Ray actor: the model (loaded once from its path) and the gates. Every task carries the
+    campaign's options: an actor restarted by Ray, or kept for the next campaign of the same Ray
+    session, configures itself from them (the model is reloaded only when its path or card changed)."""
 
     def __init__(self, options: dict):
         self.cpus = granted_cpus()
         self.threads = set_threads(self.cpus)
-        from deeptest_iot.engine.campaign import load_model_for
-        from deeptest_iot.engine.gates import Gates
-
-        self.opts = CampaignOptions(**options)
-        self.mut = load_model_for(self.opts)
-        self.gates = Gates.for_campaign(self.opts, self.mut, Campaign.strategy_checks_validity(self.opts))
         self.build_workers = 2 * self.cpus
-        self._shards: dict[int, Any] = {}
+        self._options: dict | None = None
+        self._model_key: tuple | None = None
+        self.configure(options)
+
+    def configure(self, options: dict) -> dict:
+        """This campaign's options, model and gates; returns :meth:`ready`."""
+        if options != self._options:
+            from deeptest_iot.engine.campaign import load_model_for
+            from deeptest_iot.engine.gates import Gates
+
+            opts = CampaignOptions(**options)
+            key = tuple(repr(options.get(k)) for k in MODEL_KEYS)
+            if key != self._model_key:
+                self.mut = load_model_for(opts)
+                self._model_key = key
+            self.opts = opts
+            self.gates = Gates.for_campaign(opts, self.mut, Campaign.strategy_checks_validity(opts))
+            self._options = options
+        return self.ready()
 
     def ready(self) -> dict:
         return {"pid": os.getpid(), "cpus": self.cpus, **self.threads, "fingerprint": self.mut.fingerprint}
 
     # -- sweep, random: one batch of the driver's cases ------------------------------------
-    def prepare(self, seed_images: np.ndarray, cases_json: list, with_activations: bool,
+    def prepare(self, options: dict, seed_images: np.ndarray, cases_json: list, with_activations: bool,
                 want_images: bool) -> Prepared:
         """Build the cases' pixels from ``seed_images`` (every seed; read-only from the object store,
         where the actors of a node share one copy), gate them and run the model on the kept ones."""
@@ -149,6 +169,7 @@ class Worker:
         from deeptest_iot.engine.search import Case
         from deeptest_iot.transforms import Chain
 
+        self.configure(options)
         cases = [Case(int(cid), int(si), Chain.from_json(chain)) for cid, si, chain in cases_json]
         images = build_images(seed_images, cases, workers=self.build_workers)
         idx = np.array([c.seed_index for c in cases])
@@ -167,12 +188,14 @@ class Worker:
         return out
 
     # -- deeptest, deephunter: a round of one worker's search on its shard -----------------
-    def run_round(self, shard_payload, w: int, state: dict, tracker, quota: int, batches: int) -> dict:
+    def run_round(self, options: dict, shard_payload, w: int, state: dict, tracker, quota: int,
+                  batches: int) -> dict:
         """Run worker ``w``'s search on its shard from ``state`` with ``tracker`` (the merged coverage)
         until ``quota`` inputs are checked (batches of up to batch_size) or its gates reject too many;
         return the new state, the tracker, and the calls the batch check made on the writer and
         the figures, for the driver to replay with the campaign's finding ids."""
         try:
+            self.configure(options)
             return self._run_round(shard_payload, w, state, tracker, quota, batches)
         except DeeptestError as exc:
             return {"error": _error_payload(exc)}
@@ -247,6 +270,40 @@ class _Shard:
         self.check = BatchCheck(self.mut, self.writer, self.stats, tracker, payload["guide"],
                                 shuffle_seed=payload["shuffle_seed"])
         self.check.batches = batches
+
+
+class _ActorPool:
+    """Actors kept between campaigns of one Ray session that the caller started (each holds one CPU
+    and a loaded model; starting them is most of a short campaign's time)."""
+
+    def __init__(self):
+        self.job, self.actors = None, []
+
+    @staticmethod
+    def _job(ray):
+        ctx = ray.get_runtime_context()  # the node id is new in every Ray session; job ids repeat
+        return ctx.get_node_id(), ctx.get_job_id()
+
+    def take(self, ray, workers: int) -> list:
+        """The kept actors when they are ``workers`` of this session; otherwise none (and any kept
+        actors are stopped, freeing their CPUs)."""
+        actors, job = self.actors, self.job
+        self.job, self.actors = None, []
+        if actors and job == self._job(ray) and len(actors) == workers:
+            return actors
+        for actor in actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone, or another session's
+                pass
+        return []
+
+    def keep(self, ray, actors: list) -> None:
+        self.take(ray, -1)
+        self.job, self.actors = self._job(ray), list(actors)
+
+
+_POOL = _ActorPool()
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -352,7 +409,7 @@ class RayCampaign(Campaign):
         try:
             self._start()
         except BaseException:
-            self.close()
+            self.close(keep=False)
             raise
 
     # -- Ray up and down ---------------------------------------------------------------------
@@ -375,12 +432,18 @@ class RayCampaign(Campaign):
         self.engine.workers = workers
         self._check_resume_shape()
         self._seeds_ref = ray.put(self.seeds.images) if self.engine.mode == "exact" else None
-        # Restarted by Ray when they die (their constructor's arguments are plain values).
-        actor_class = ray.remote(Worker).options(num_cpus=1, max_restarts=-1, max_task_retries=0)
         options = self.opts.to_dict()
-        self.actors = [actor_class.remote(options) for _ in range(workers)]
+        self._options_ref = ray.put(options)
+        self.actors = _POOL.take(ray, workers)
+        if self.actors:  # kept from an earlier campaign of this Ray session: configured, not started
+            calls = [a.configure.remote(options) for a in self.actors]
+        else:
+            # Restarted by Ray when they die (their constructor's arguments are plain values).
+            actor_class = ray.remote(Worker).options(num_cpus=1, max_restarts=-1, max_task_retries=0)
+            self.actors = [actor_class.remote(options) for _ in range(workers)]
+            calls = [a.ready.remote() for a in self.actors]
         try:
-            info = ray.get([a.ready.remote() for a in self.actors])
+            info = ray.get(calls)
         except ray.exceptions.RayTaskError as exc:  # e.g. the model path does not exist on a node
             cause = exc.cause if hasattr(exc, "cause") else exc
             if isinstance(cause, DeeptestError):
@@ -401,13 +464,17 @@ class RayCampaign(Campaign):
             self.check.mut = self._model_stand_in
             self.gates = self._gates_stand_in
 
-    def close(self) -> None:
-        """Stop the actors; stop Ray when this campaign started it."""
-        for actor in self.actors:
-            try:
-                self.ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+    def close(self, keep: bool = True) -> None:
+        """Stop Ray when this campaign started it; otherwise keep the actors for the session's next
+        campaign (Ray was started by the caller: a test session, a notebook, a service)."""
+        if self.actors and not self._started_ray and keep:
+            _POOL.keep(self.ray, self.actors)
+        elif self.actors:
+            for actor in self.actors:
+                try:
+                    self.ray.kill(actor, no_restart=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
         self.actors = []
         if self._started_ray and self.ray.is_initialized():
             self.ray.shutdown()
@@ -435,7 +502,8 @@ class RayCampaign(Campaign):
         return s
 
     def _get(self, flight: _Flight, submit):
-        """The result of a flight; when its actor died, the same task again (Ray restarts the actor)."""
+        """The result of a flight; when its actor died, the same task again once Ray restarted it (the
+        task is a pure function of its arguments: redoing it loses and doubles nothing)."""
         died = _actor_died_errors(self.ray)
         while True:
             try:
@@ -446,7 +514,21 @@ class RayCampaign(Campaign):
                 if flight.redone > MAX_REDO:
                     raise InternalError(f"a Ray worker died {flight.redone} times on the same batch: {exc}") from None
                 self.echo(f"ray: worker {flight.worker} died; its batch is sent again\n")
+                self._wait_restarted(flight.worker)
                 flight.future = submit(flight)
+
+    def _wait_restarted(self, w: int) -> None:
+        """Wait until Ray has restarted actor ``w`` (a task sent while it restarts fails again)."""
+        died = _actor_died_errors(self.ray)
+        deadline = time.perf_counter() + RESTART_TIMEOUT_S
+        while True:
+            try:
+                self.ray.get(self.actors[w].configure.remote(self.opts.to_dict()), timeout=RESTART_TIMEOUT_S)
+                return
+            except died as exc:
+                if time.perf_counter() > deadline:
+                    raise InternalError(f"Ray did not restart worker {w} in {RESTART_TIMEOUT_S} s: {exc}") from None
+                time.sleep(0.2)
 
     # -- sweep, random: the local loop with the actors' batches ------------------------------
     def _submit_exact(self, flight: _Flight):
@@ -454,7 +536,7 @@ class RayCampaign(Campaign):
 
     def _send(self, cases: list) -> _Flight:
         with_acts = self.tracker is not None
-        args = (self._seeds_ref, [(c.case_id, c.seed_index, c.chain.to_json()) for c in cases], with_acts,
+        args = (self._options_ref, self._seeds_ref, [(c.case_id, c.seed_index, c.chain.to_json()) for c in cases], with_acts,
                 self.opts.save_images)
         flight = _Flight(cases, self.strategy.state(), self._sent % self.engine.workers, args)
         flight.future = self._submit_exact(flight)
@@ -632,7 +714,7 @@ class RayCampaign(Campaign):
             tracker_ref = ray.put(self.tracker)
             flights = []
             for w in range(workers):
-                args = (payloads[w], w, shards["states"][w], tracker_ref, quotas[w], shards["batches"][w])
+                args = (self._options_ref, payloads[w], w, shards["states"][w], tracker_ref, quotas[w], shards["batches"][w])
                 flight = _Flight([], {}, w, args)
                 flight.future = self._submit_round(flight)
                 flights.append(flight)
