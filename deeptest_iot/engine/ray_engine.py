@@ -122,6 +122,7 @@ class Prepared:
     error: tuple | None = None
     images: np.ndarray | None = None
     frame_hw: tuple = (0, 0)
+    busy_s: float = 0.0  # the actor's time on this batch (build, gates, forward pass)
 
 
 #: The options a worker's model depends on: a change reloads it; any other change is cheap.
@@ -169,6 +170,7 @@ class Worker:
         from deeptest_iot.engine.search import Case
         from deeptest_iot.transforms import Chain
 
+        started = time.perf_counter()
         self.configure(options)
         cases = [Case(int(cid), int(si), Chain.from_json(chain)) for cid, si, chain in cases_json]
         images = build_images(seed_images, cases, workers=self.build_workers)
@@ -185,6 +187,7 @@ class Worker:
             out.outputs = res.outputs
             if res.activations is not None:
                 out.activations = (dict(res.activations), dict(res.activations.ranges))
+        out.busy_s = time.perf_counter() - started
         return out
 
     # -- deeptest, deephunter: a round of one worker's search on its shard -----------------
@@ -207,6 +210,7 @@ class Worker:
         opts = self.opts
         if tracker is not None:
             tracker = tracker.copy()  # its arrays came read-only from the object store; the check updates it
+        started = time.perf_counter()
         shard = _Shard(self, payload, state, tracker, batches)
         left_rejections = 20 * max(quota, opts.batch_size)
         check: BatchCheck = shard.check
@@ -217,7 +221,7 @@ class Worker:
                 break
             shard._check(cases, build_images(shard.seeds.images, cases, workers=self.build_workers))
         return {"state": shard.strategy.state(), "tracker": tracker, "events": shard.events,
-                "tried": shard.stats.tried, "batches": check.batches}
+                "tried": shard.stats.tried, "batches": check.batches, "busy_s": time.perf_counter() - started}
 
 
 class _Recorder:
@@ -389,6 +393,9 @@ class _EngineInfo:
     merge_every: int = 0
     redone: int = 0
     startup_s: float = 0.0
+    worker_s: float = 0.0  # the actors' time on batches, summed over actors
+    driver_s: float = 0.0  # the driver's time finishing batches (sweep, random) or merging rounds (guided)
+    wait_s: float = 0.0  # the driver's time waiting for (and receiving) the actors' results
     actors: list = field(default_factory=list)
 
 
@@ -496,7 +503,8 @@ class RayCampaign(Campaign):
         engine = getattr(self, "engine", None)
         if engine is not None:
             s["engine"] = {"name": "ray", "mode": engine.mode, "workers": engine.workers, "address": engine.address,
-                           "redone_batches": engine.redone, "startup_s": round(engine.startup_s, 3)}
+                           "redone_batches": engine.redone, "startup_s": round(engine.startup_s, 3),
+                           "worker_s": round(engine.worker_s, 3), "driver_s": round(engine.driver_s, 3), "wait_s": round(engine.wait_s, 3)}
             if engine.mode == "shards":
                 s["engine"]["merge_every"] = engine.merge_every
         return s
@@ -506,6 +514,7 @@ class RayCampaign(Campaign):
         task is a pure function of its arguments: redoing it loses and doubles nothing)."""
         died = _actor_died_errors(self.ray)
         while True:
+            started = time.perf_counter()
             try:
                 return self.ray.get(flight.future)
             except died as exc:
@@ -516,6 +525,8 @@ class RayCampaign(Campaign):
                 self.echo(f"ray: worker {flight.worker} died; its batch is sent again\n")
                 self._wait_restarted(flight.worker)
                 flight.future = submit(flight)
+            finally:
+                self.engine.wait_s += time.perf_counter() - started
 
     def _wait_restarted(self, w: int) -> None:
         """Wait until Ray has restarted actor ``w`` (a task sent while it restarts fails again)."""
@@ -571,7 +582,12 @@ class RayCampaign(Campaign):
         self._gates_stand_in.pending = prepared.verdict
         self._model_stand_in.pending = prepared
         images = prepared.images if prepared.images is not None else _Pixels(len(flight.cases), prepared.frame_hw)
-        return Campaign._check(self, flight.cases, images)
+        started = time.perf_counter()
+        try:
+            return Campaign._check(self, flight.cases, images)
+        finally:
+            self.engine.worker_s += prepared.busy_s
+            self.engine.driver_s += time.perf_counter() - started
 
     def _loop_exact(self, tty: bool, stop_after_batches: int | None) -> CampaignResult:
         """Campaign._loop (the local engine, building ahead) with the batches built and run by actors."""
@@ -725,7 +741,10 @@ class RayCampaign(Campaign):
             for result in results:
                 if "error" in result:
                     _raise_payload(result["error"])
+            started = time.perf_counter()
             new_batches = self._merge_round(shards, results)
+            self.engine.driver_s += time.perf_counter() - started
+            self.engine.worker_s += sum(r["busy_s"] for r in results)
             if not new_batches:  # every mutant of the round was rejected
                 continue
             run_batches += new_batches
