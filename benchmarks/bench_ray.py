@@ -75,7 +75,9 @@ def main() -> None:
             figures[f"ray2_inputs_per_s{suffix}"] = round(rate(best_ray), 1)
             figures[f"ratio_ray2_over_local{suffix}"] = round(rate(best_ray) / rate(best_local), 3)
             engine = best_ray["engine"]
-            figures[f"worker_inputs_per_busy_s{suffix}"] = round(best_ray["inputs_tried"] / (engine["worker_s"] / 2), 1)
+            # each input is checked by one worker: inputs over the busy time summed over the workers
+            figures[f"worker_inputs_per_busy_s{suffix}"] = round(best_ray["inputs_tried"] / engine["worker_s"], 1)
+            figures[f"worker_busy_share{suffix}"] = round(engine["worker_s"] / 2 / best_ray["duration_s"], 3)
             figures[f"driver_inputs_per_busy_s{suffix}"] = round(
                 best_ray["inputs_tried"] / max(1e-6, best_ray["duration_s"] - engine["wait_s"]), 1)
             figures[f"check_inputs_per_s{suffix}"] = round(best_ray["inputs_tried"] / max(1e-6, engine["driver_s"]), 1)
