@@ -176,3 +176,39 @@ def test_bad_ray_options_exit_2_with_one_line(workdir, tmp_path, bad, phrase):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+@pytest.mark.slow  # a second Python process imports TensorFlow, and new actors start for it and after it
+def test_a_killed_driver_process_resumes_from_the_folder(ray_local, workdir, tmp_path):
+    """A driver process killed with SIGKILL after a checkpoint (its actors die with its Ray job):
+    --resume on Ray finishes with the local engine's findings."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from deeptest_iot.engine import ray_engine
+
+    ray_engine._POOL.take(ray_local, -1)  # the session's kept actors free their CPUs for the killed driver's
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    kw = dict(budget=480, engine="ray", workers=2)
+    run_campaign(_opts(workdir, whole, budget=480))
+    opts = _opts(workdir, killed, **kw, address=ray_local.get_runtime_context().gcs_address).to_dict()
+    script = ("import json, sys\nfrom deeptest_iot.engine.campaign import CampaignOptions, run_campaign\n"
+              # a checkpoint after every batch (stop_after_batches: never reached) so the kill finds one early
+              "run_campaign(CampaignOptions(**json.loads(sys.argv[1])), stop_after_batches=10 ** 9)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, json.dumps(opts)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (killed / "checkpoint.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the driver finished before it could be killed"
+    assert json.loads((killed / "summary.json").read_text())["status"] == "running"
+    result = run_campaign(_opts(workdir, killed, **kw, resume=True))
+    assert result.summary["status"] == "complete" and result.summary["inputs_tried"] == 480
+    _same_run(whole, killed)
