@@ -90,7 +90,8 @@ def main() -> None:
                 figures["findings_per_input"] = round(best_ray["findings"] / best_ray["inputs_tried"], 3)
                 figures["findings_bytes_per_input"] = round(size / best_ray["inputs_tried"], 1)
             print(f"{strategy:10s} local {rate(best_local):7.1f} inputs/s   ray x2 {rate(best_ray):7.1f} inputs/s   "
-                  f"ratio {rate(best_ray) / rate(best_local):.3f}   (worker {figures[f'worker_inputs_per_busy_s{suffix}']}"
+                  f"ratio {rate(best_ray) / rate(best_local):.3f}   "
+                  f"(worker {figures[f'worker_inputs_per_busy_s{suffix}']}"
                   f" inputs/busy s, driver {figures[f'driver_inputs_per_busy_s{suffix}']} inputs/busy s)")
     ray.shutdown()
     load = os.getloadavg()[0]

@@ -1,8 +1,8 @@
 """The Ray engine (docs/distributed.md) on one local Ray instance of 2 CPUs for the session, whose
-actors the campaigns share (started once: importing TensorFlow is most of their cost): sweep and random give the local
-engine's findings byte for byte; a killed actor's batches are redone; a stopped driver resumes;
-guided searches per worker are deterministic. Skipped when the ray extra is not installed (the one
-test of what happens without it always runs)."""
+actors the campaigns share (started once: importing TensorFlow is most of their cost). sweep and
+random give the local engine's findings byte for byte; a killed actor's batches are redone; a
+stopped or killed driver resumes; guided searches per worker are deterministic; bad options exit 2
+with one line. Tests that need Ray skip when the ray extra is not installed; the others always run."""
 
 from __future__ import annotations
 

@@ -504,7 +504,8 @@ class RayCampaign(Campaign):
         if engine is not None:
             s["engine"] = {"name": "ray", "mode": engine.mode, "workers": engine.workers, "address": engine.address,
                            "redone_batches": engine.redone, "startup_s": round(engine.startup_s, 3),
-                           "worker_s": round(engine.worker_s, 3), "driver_s": round(engine.driver_s, 3), "wait_s": round(engine.wait_s, 3)}
+                           "worker_s": round(engine.worker_s, 3), "driver_s": round(engine.driver_s, 3),
+                           "wait_s": round(engine.wait_s, 3)}
             if engine.mode == "shards":
                 s["engine"]["merge_every"] = engine.merge_every
         return s
@@ -547,7 +548,8 @@ class RayCampaign(Campaign):
 
     def _send(self, cases: list) -> _Flight:
         with_acts = self.tracker is not None
-        args = (self._options_ref, self._seeds_ref, [(c.case_id, c.seed_index, c.chain.to_json()) for c in cases], with_acts,
+        args = (self._options_ref, self._seeds_ref, [(c.case_id, c.seed_index, c.chain.to_json()) for c in cases],
+                with_acts,
                 self.opts.save_images)
         flight = _Flight(cases, self.strategy.state(), self._sent % self.engine.workers, args)
         flight.future = self._submit_exact(flight)
@@ -690,7 +692,8 @@ class RayCampaign(Campaign):
         states = []
         for w in range(workers):
             n = len(range(w, len(self.seeds.images), workers))
-            s = make_strategy(self.opts.strategy, n, self.transform_names, self.opts.seed, max_links=self.opts.max_links)
+            s = make_strategy(self.opts.strategy, n, self.transform_names, self.opts.seed,
+                              max_links=self.opts.max_links)
             s.next_case = w * CASE_STRIDE
             s.rng = np.random.default_rng([self.opts.seed, 0x5EA4C4, w])
             states.append(s.state())
@@ -730,7 +733,8 @@ class RayCampaign(Campaign):
             tracker_ref = ray.put(self.tracker)
             flights = []
             for w in range(workers):
-                args = (self._options_ref, payloads[w], w, shards["states"][w], tracker_ref, quotas[w], shards["batches"][w])
+                args = (self._options_ref, payloads[w], w, shards["states"][w], tracker_ref, quotas[w],
+                        shards["batches"][w])
                 flight = _Flight([], {}, w, args)
                 flight.future = self._submit_round(flight)
                 flights.append(flight)
