@@ -45,7 +45,22 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
     ``stop_after_batches`` stops early as a kill would (for tests of resume).
     """
     opts, checkpoint = open_out_folder(opts)
-    return Campaign(opts, checkpoint, echo or (lambda s: None)).run(tty, stop_after_batches)
+    return campaign_class(opts, checkpoint)(opts, checkpoint, echo or (lambda s: None)).run(tty, stop_after_batches)
+
+
+def campaign_class(opts: CampaignOptions, checkpoint: dict | None):
+    """The engine that runs a campaign: this process (``Campaign``) or Ray actors (docs/distributed.md)."""
+    if opts.engine == "ray":
+        from deeptest_iot.engine.ray_engine import RayCampaign
+
+        return RayCampaign
+    for name in ("address", "workers"):
+        if getattr(opts, name) is not None and name in opts.given:
+            raise ConfigError(f"--{name} is for the Ray engine: add --engine ray (docs/distributed.md)")
+    if checkpoint is not None and "ray_shards" in checkpoint.get("strategy", {}):
+        raise ConfigError(f"{opts.out} holds a {opts.strategy} campaign that ran on the Ray engine, one search per "
+                          "worker: resume it with --engine ray (docs/distributed.md)")
+    return Campaign
 
 
 def open_out_folder(opts: CampaignOptions) -> tuple[CampaignOptions, dict | None]:
@@ -408,5 +423,5 @@ class Campaign:
         return CampaignResult(final, exit_code, self.out)
 
 
-__all__ = ["Campaign", "CampaignOptions", "CampaignResult", "generated_frame_size", "load_model_for",
-           "load_seeds_for", "open_out_folder", "run_campaign"]
+__all__ = ["Campaign", "CampaignOptions", "CampaignResult", "campaign_class", "generated_frame_size",
+           "load_model_for", "load_seeds_for", "open_out_folder", "run_campaign"]

@@ -199,6 +199,17 @@ OPTIONS: tuple[Option, ...] = (
            shown="<model>.profile.npz, else the seeds"),
     Option("seed", "int", 0, "Campaign seed: same options and seed, same findings.", minimum=0),
     Option("batch_size", "int", 128, "Inputs per model call.", minimum=1),
+    # -- the engine (docs/distributed.md) ------------------------------------------------------------
+    Option("engine", "str", "local", "Where the batches run: local (this process) or ray (Ray actors, one model "
+           "each; needs the ray extra). sweep and random give the same findings on both.", choices=("local", "ray"),
+           resumable=True),
+    Option("address", "str", None, "--engine ray: the Ray cluster to join (auto: the one this machine belongs "
+           "to; HOST:PORT: its head node).", nullable=True, metavar="auto|HOST:PORT",
+           shown="a Ray instance started on this machine", resumable=True),
+    Option("workers", "int", None, "--engine ray: Ray actors (each loads the model once and takes one CPU).",
+           nullable=True, minimum=1, shown="the cluster's CPUs", resumable=True),
+    Option("merge_every", "int", 4, "--engine ray with deeptest or deephunter: batches each worker's search runs "
+           "on its shard of the seeds between two merges of coverage and corpora.", minimum=1, resumable=True),
     # -- the relation ------------------------------------------------------------------------
     Option("lam", "float", 5.0, "Steering relation with labels: fail when (label - pred)^2 > lambda * MSE_orig.",
            flag="--lambda", minimum=0, exclusive_minimum=True),
