@@ -42,6 +42,19 @@ def path(name: str) -> Path:
     return p
 
 
+def twin_path(name: str, to: str = "int8") -> Path:
+    """The shipped twin of sample model ``name``: ``to`` = ``int8`` or ``float16`` (LiteRT files made by
+    ``benchmarks/make_twins.py``; ``onnx`` and ``dynamic`` twins are not shipped, make them with
+    ``deeptest-iot convert``)."""
+    from deeptest_iot.model.twins import twin_path_for
+
+    p = twin_path_for(HERE / f"{_check(name)}.keras", to)
+    if not p.is_file():
+        raise ModelError(f"no {to} twin of sample model {name!r} in {HERE}; make one with `deeptest-iot convert "
+                         f"{path(name)} --to {to} --out {p}`")
+    return p
+
+
 def card_path(name: str) -> Path:
     return HERE / f"{_check(name)}.toml"
 

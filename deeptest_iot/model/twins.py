@@ -102,3 +102,30 @@ def twin_path_for(model_path, to: str) -> Path:
     """The default file of a model's twin: ``dave2.keras`` -> ``dave2.int8.tflite`` / ``dave2.onnx``."""
     p = Path(model_path)
     return p.with_name(f"{p.stem}.onnx") if to == "onnx" else p.with_name(f"{p.stem}.{to}.tflite")
+
+
+#: ``--twin int8`` (and the other conversion targets) means the twin ``deeptest-iot convert`` wrote beside the model.
+TWIN_KINDS = ("int8", "float16", "dynamic", "onnx")
+
+
+def resolve_twin_path(value, model_path, flag: str = "--twin") -> Path:
+    """The file a ``--twin`` value names: a path, or a conversion target (``int8``, ``float16``,
+    ``dynamic``, ``onnx``) for the twin beside ``model_path`` with ``convert``'s default name, when no
+    file of that name exists. ConfigError (naming ``flag``) when the file is not there."""
+    from deeptest_iot.errors import ConfigError
+
+    text = str(value)
+    path = Path(text).expanduser()
+    if text in TWIN_KINDS and not path.exists():
+        if model_path is None:
+            raise ConfigError(f"{flag} {text}: the {text} twin beside which model? Give --model, or the twin's path")
+        path = twin_path_for(model_path, text)
+        if not path.exists():
+            raise ConfigError(f"{flag} {text}: no {path.name} beside {model_path}; make it with `deeptest-iot convert "
+                              f"{model_path} --to {text}` or give the twin's path")
+        return path
+    if not path.exists():
+        raise ConfigError(f"{flag} {text}: no such file (a .tflite or .onnx twin, or one of {', '.join(TWIN_KINDS)} "
+                          "for the twin beside the model)")
+    return path
+

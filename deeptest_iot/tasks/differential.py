@@ -21,8 +21,20 @@ quantisation defects this way. Per task:
 ``check(float_outputs, twin_outputs, ...)`` takes the same arguments as the metamorphic oracles'
 ``check`` (the transform is ignored: both models saw the same pixels) and returns the same
 :class:`~deeptest_iot.tasks.base.Verdicts`, with ``relation == "differential"`` and every
-detail carrying ``"relation": "differential"`` and the ``task``; ``before`` is the float model's
-output and ``after`` the twin's.
+detail carrying ``"relation": "differential"``, the ``task`` and ``disagreement``; ``before`` is the
+float model's output and ``after`` the twin's.
+
+**Disagreement** (every detail's ``disagreement``, >= 0, also where the relation holds): how far
+apart the two answers are, the fitness a search climbs (DiffChaser, DFlare) to reach inputs that
+break the relation:
+
+* steering: ``|twin - float|`` (output units), the quantity compared with ``delta``;
+* classification: ``|p_float(c) - p_twin(c)|`` for the float model's top-1 class ``c`` (DiffChaser's
+  probability gap), plus 1 when the twin's top-1 class is another one, so that any input breaking
+  the relation outranks any that keeps it;
+* detection: the number of objects the relation counts (unmatched or of another class), plus, over
+  the confident boxes of either model, the largest ``1 - IoU`` with the nearest box of the same class
+  of the other model (1 when there is none).
 """
 
 from __future__ import annotations
@@ -37,7 +49,8 @@ from deeptest_iot.tasks.classification import ClassificationOracle
 from deeptest_iot.tasks.detection import DEFAULT_IOU_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DetectionOracle
 from deeptest_iot.tasks.steering import _vector
 
-__all__ = ["DifferentialOracle", "make_differential_oracle", "DEFAULT_DELTA", "RELATION"]
+__all__ = ["DifferentialOracle", "make_differential_oracle", "differential_oracle_for", "disagreement", "option_names", "DEFAULT_DELTA",
+           "RELATION"]
 
 RELATION = "differential"
 #: Steering bound in the model's output units (radians): see the module docstring.
@@ -82,6 +95,17 @@ class DifferentialOracle:
             out.update(inner)
         return out
 
+    def rule(self) -> str:
+        """The relation in one line, for failure messages."""
+        if self.task == "steering":
+            return f"|twin - model| <= {self.delta:g} on the same frame"
+        if self.task == "classification":
+            bound = self._inner.max_confidence_drop
+            return ("the twin's top-1 class is the model's on the same frame"
+                    + (f", its probability at most {bound:g} lower" if bound is not None else ""))
+        return (f"every confident box (score >= {self._inner.score_threshold:g}) of either model matches one of the "
+                f"other at IoU >= {self._inner.iou_threshold:g} with the same class, on the same frame")
+
     def check(self, float_outputs, twin_outputs, transforms=None, labels=None, frame_size=None) -> Verdicts:
         """One verdict per input: does the twin's output on it agree with the float model's?
 
@@ -95,9 +119,14 @@ class DifferentialOracle:
             if frame_size is None:
                 frame_size = _extent(float_outputs + twin_outputs)
             v = self._inner.check(float_outputs, twin_outputs, None, labels, frame_size)
+            gap = v.violation + _box_gap(float_outputs, twin_outputs, self._inner.score_threshold)
         else:
             v = self._inner.check(float_outputs, twin_outputs, None, labels)
-        details = [{"relation": RELATION, "task": self.task, **d} for d in v.details]
+            drop = np.array([abs(d["confidence_drop"]) for d in v.details], np.float64).reshape(-1)
+            changed = np.array([d["before"]["label"] != d["after"]["label"] for d in v.details], bool).reshape(-1)
+            gap = drop + changed
+        details = [{"relation": RELATION, "task": self.task, **d, "disagreement": float(gap[i])}
+                   for i, d in enumerate(v.details)]
         return Verdicts(RELATION, v.failed, v.violation, v.threshold, details)
 
     def _steering(self, float_outputs, twin_outputs, labels) -> Verdicts:
@@ -111,11 +140,42 @@ class DifferentialOracle:
         details = [
             {"relation": RELATION, "task": "steering", "before": float(ref[i]), "after": float(out[i]),
              "label": None if labs is None or not math.isfinite(labs[i]) else float(labs[i]),
-             "expected": float(ref[i]), "deviation": float(deviation[i]),
+             "expected": float(ref[i]), "deviation": float(deviation[i]), "disagreement": float(deviation[i]),
              "violation": float(violation[i]) if failed[i] else 0.0, "threshold": self.delta}
             for i in range(ref.shape[0])
         ]
         return make_verdicts(RELATION, failed, violation, threshold, details)
+
+
+def disagreement(verdicts: Verdicts) -> np.ndarray:
+    """(N,) the ``disagreement`` of each input of a differential check (module docstring)."""
+    return np.array([float(d.get("disagreement", 0.0)) for d in verdicts.details], np.float64)
+
+
+def _box_gap(float_outputs, twin_outputs, score_threshold: float) -> np.ndarray:
+    """(N,) over the confident boxes of either model, the largest 1 - IoU with the nearest box of the
+    same class of the other model (1 when the other has none of that class); 0 without confident boxes."""
+    from deeptest_iot.tasks.detection import box_iou
+
+    def arrays(d):
+        boxes = np.asarray(getattr(d, "boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)
+        scores = np.asarray(getattr(d, "scores", np.zeros(0)), np.float64).reshape(-1)
+        classes = np.asarray(getattr(d, "classes", np.zeros(0)), np.int64).reshape(-1)
+        return boxes, scores, classes
+
+    out = np.zeros(len(float_outputs))
+    for i, (fd, td) in enumerate(zip(float_outputs, twin_outputs)):  # a few boxes per frame
+        (fb, fs, fc), (tb, ts, tc) = arrays(fd), arrays(td)
+        iou = box_iou(fb, tb) * (fc[:, None] == tc[None, :])  # (kf, kt), 0 across classes
+        gaps = []
+        if (fs >= score_threshold).any():
+            best = iou.max(axis=1) if tb.shape[0] else np.zeros(fb.shape[0])
+            gaps.append((1.0 - best)[fs >= score_threshold].max())
+        if (ts >= score_threshold).any():
+            best = iou.max(axis=0) if fb.shape[0] else np.zeros(tb.shape[0])
+            gaps.append((1.0 - best)[ts >= score_threshold].max())
+        out[i] = max(gaps, default=0.0)
+    return out
 
 
 def _extent(detections) -> tuple[int, int]:
@@ -127,6 +187,11 @@ def _extent(detections) -> tuple[int, int]:
             w = max(w, float(b[:, [0, 2]].max()))
             h = max(h, float(b[:, [1, 3]].max()))
     return int(math.ceil(h)) + 1, int(math.ceil(w)) + 1
+
+
+def option_names(task: str) -> frozenset:
+    """The options the differential relation of ``task`` takes (empty for an unknown task)."""
+    return frozenset(_OPTIONS.get(task, ()))
 
 
 def make_differential_oracle(task: str, **options) -> DifferentialOracle:
@@ -147,3 +212,12 @@ def make_differential_oracle(task: str, **options) -> DifferentialOracle:
         raise ConfigError(f"unknown option(s) for the {task} differential relation: {', '.join(sorted(unknown))}; "
                           f"valid: {', '.join(sorted(_OPTIONS[task]))}")
     return DifferentialOracle(task, **opts)
+
+
+def differential_oracle_for(card, **options) -> DifferentialOracle:
+    """The differential relation for a model card: its task, and its class names where the relation
+    names classes (what the campaign and the pytest helper both use)."""
+    opts = dict(options)
+    if "classes" in _OPTIONS.get(card.task, ()):
+        opts.setdefault("classes", list(card.classes) or None)
+    return make_differential_oracle(card.task, **opts)

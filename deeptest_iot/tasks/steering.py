@@ -264,8 +264,10 @@ class SteeringTask(Task):
         draw_steering(original, gain * float(before), BEFORE_BGR, units)
         draw_steering(transformed, gain * expected_steering(finding), BEFORE_BGR, units, thickness=1)
         draw_steering(transformed, gain * float(after), AFTER_BGR, units)
-        text(original, f"before {float(before):+.3f}", (6, 16), BEFORE_BGR)
-        text(transformed, f"after {float(after):+.3f}", (6, 16), AFTER_BGR)
+        # A twin's finding (differential relation): the model's answer and the twin's on the same frame.
+        words = ("model", "twin") if finding.get("relation") == "differential" else ("before", "after")
+        text(original, f"{words[0]} {float(before):+.3f}", (6, 16), BEFORE_BGR)
+        text(transformed, f"{words[1]} {float(after):+.3f}", (6, 16), AFTER_BGR)
 
     def legend(self, gain):
         from deeptest_iot.tasks.drawing import AFTER_CSS, BEFORE_CSS, LABEL_CSS, POSITIVE_STEERS_RIGHT
