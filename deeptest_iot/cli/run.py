@@ -22,6 +22,23 @@ def stop_line(s: dict) -> str:
             }.get(why, f"stopped: {why}")
 
 
+def twin_lines(s: dict, echo) -> None:
+    """With a twin: the differential relation's figures, the seeds it already breaks, its worst transforms."""
+    twin, table = s.get("twin"), (s.get("relations") or {}).get("differential")
+    if not twin or not table:
+        return
+    echo(f"  twin {twin['name']} ({twin['kind']}): {table['findings']} differential findings from "
+         f"{table['inputs_tried']} inputs, error rate {table['error_rate']:.1%}, "
+         f"{table['distinct_failures']['groups']} distinct (seed x transform family)")
+    seeds = twin.get("seed_disagreements") or {}
+    if seeds.get("count"):
+        echo(f"    the twin already disagrees with the model on {seeds['count']} of {seeds['seeds']} seeds "
+             f"({', '.join(seeds['ids'][:5])}{', ...' if seeds['count'] > 5 else ''})")
+    for row in table["distinct_failures"]["top"][:3]:
+        echo(f"    {row['finding']}  seed {row['seed_id']}  {row['family']}: violation {row['violation']:.4g}"
+             f" ({row['findings']} finding{'s' if row['findings'] != 1 else ''})")
+
+
 @click.command("run")
 @click_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -44,7 +61,10 @@ def run(config_file, junit, quiet, **options):
 
         write_junit(result.out_dir, junit, max_error_rate=opts.max_error_rate)
     distinct = s.get("distinct_failures") or {"groups": 0, "top": []}
-    click.echo(f"{distinct['groups']} distinct failures (seed x transform family) in {s['findings']} findings from "
+    relation = ((s.get("campaign") or {}).get("relation") or {}).get("name")
+    own = (s.get("relations") or {}).get(relation)  # with a twin: this relation's figures apart
+    found = f"{own['findings']} {relation} findings" if own else f"{s['findings']} findings"
+    click.echo(f"{distinct['groups']} distinct failures (seed x transform family) in {found} from "
                f"{s['inputs_tried']} inputs, error rate {s['error_rate']:.1%}, in {s['duration_s']:.1f}s -> "
                f"{result.out_dir}")
     failing = (s.get("campaign") or {}).get("seed_failures")
@@ -69,6 +89,7 @@ def run(config_file, junit, quiet, **options):
         click.echo(f"  {row['transform']:<18} {row['findings']:>8} / {row['tried']:<8} {row['error_rate']:8.1%}")
     if len(rows) > 12:
         click.echo(f"  ... {len(rows) - 12} more: deeptest-iot report {result.out_dir}")
+    twin_lines(s, click.echo)
     for name, entry in s["coverage"].items():
         value = entry.get("coverage", entry.get("patterns"))
         click.echo(f"  coverage {name:<12} {value:.4f}" if isinstance(value, float) else f"  coverage {name} {value}")

@@ -21,7 +21,7 @@ from deeptest_iot.engine.mutants import build_images, pool
 from deeptest_iot.engine.options import SAMPLE_MODEL, CampaignOptions
 from deeptest_iot.engine.progress import Progress
 from deeptest_iot.engine.search import make_strategy
-from deeptest_iot.engine.summary import build_summary, campaign_record, model_info
+from deeptest_iot.engine.summary import build_summary, campaign_record, model_info, twin_info
 from deeptest_iot.errors import ConfigError, DeeptestError, OutputError
 from deeptest_iot.fileio import ensure_dir
 from deeptest_iot.results.writer import (CHECKPOINT, FINDINGS, CampaignStats, FindingsWriter, read_checkpoint,
@@ -95,6 +95,22 @@ def load_model_for(opts: CampaignOptions):
     return load_model(path, opts.card, include=opts.include, exclude=opts.exclude, trust=opts.trust_model)
 
 
+def load_twin_for(opts: CampaignOptions, mut):
+    """The twin a campaign compares ``mut`` with (``opts.twin``: a path, or a conversion target for the
+    twin beside the model) and what ``check_twin`` found; (None, None) without one. A twin that
+    cannot be compared with the model (another input size, preprocessing, task or output shape) is a
+    ModelError (exit 2)."""
+    if opts.twin is None:
+        if opts.coverage_on == "twin":
+            raise ConfigError("--coverage-on twin needs a twin: give --twin")
+        return None, None
+    from deeptest_iot.model.twins import check_twin, load_twin, resolve_twin_path
+
+    path = resolve_twin_path(opts.twin, mut.path)
+    twin = load_twin(str(path), mut)
+    return twin, check_twin(mut, twin)
+
+
 def generated_frame_size(card) -> tuple[int, int]:
     """Frames rendered so that, after the card's crop, they are the network's input size: transforms
     then work on the pixels the model sees, not on pixels the resize would throw away."""
@@ -166,18 +182,20 @@ class Campaign:
         from deeptest_iot.transforms import REGISTRY
 
         self.opts, self.echo, self.out = opts, echo, Path(opts.out)
-        ensure_dir(self.out)
         self.mut = load_model_for(opts)
+        self.twin, self.twin_check = load_twin_for(opts, self.mut)
+        ensure_dir(self.out)
         self.seeds = load_seeds_for(opts, self.mut)
         for note in getattr(self.seeds, "notes", []):
             echo(f"seeds: {note}\n")
         task = self.mut.task
         self.labels = task.seed_labels(self.seeds, self.mut.card)
         with_cov = bool(opts.coverage)
-        if with_cov and not self.mut.supports_coverage:
-            make_tracker(self.mut, opts.coverage, None, dict)  # raises the "needs a Keras model" error
+        self.cov_mut = self.twin if opts.coverage_on == "twin" else self.mut  # whose neurons are tracked
+        if with_cov and not self.cov_mut.supports_coverage:
+            make_tracker(self.cov_mut, opts.coverage, None, dict)  # raises the "needs a Keras model" error
         try:
-            self.ref = self.mut.run(self.seeds.images, with_activations=with_cov)
+            self.ref = self.mut.run(self.seeds.images, with_activations=with_cov and self.cov_mut is self.mut)
         except OutputError as exc:
             named = ", ".join(repr(self.seeds.ids[int(i)]) for i in (exc.inputs if exc.inputs is not None else [])[:5])
             raise OutputError(f"{exc} (on the seeds themselves: {named})" if named else str(exc)) from None
@@ -190,23 +208,30 @@ class Campaign:
         for warning in self.warnings:
             echo(f"WARNING: {warning}\n")
         self.failing, self.seed_failures = self._seed_failures(task)
+        self.twin_oracle = self.twin_ref = self.twin_failing = self.seed_disagreements = None
+        if self.twin is not None:
+            self._twin_on_seeds()
         self.gates = Gates.for_campaign(opts, self.mut, self.strategy_checks_validity(opts))
         self.transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
         self.strategy = make_strategy(opts.strategy, len(self.seeds.images), self.transform_names, opts.seed,
                                       max_links=opts.max_links)
 
+        self.twin_stats = None
         if checkpoint is not None:
             self._restore(checkpoint)
         else:
-            self.tracker, self.profile_source = make_tracker(self.mut, opts.coverage, opts.profile,
-                                                             lambda: self.ref.activations)
-            mismatch = profile_warning(self.tracker.profile if self.tracker is not None else None, self.mut.card)
+            cov_ref = self.ref if self.cov_mut is self.mut else self.twin_ref
+            self.tracker, self.profile_source = make_tracker(self.cov_mut, opts.coverage, opts.profile,
+                                                             lambda: cov_ref.activations)
+            mismatch = profile_warning(self.tracker.profile if self.tracker is not None else None, self.cov_mut.card)
             if mismatch:
                 self.notes.append(mismatch)
                 echo(f"WARNING: {mismatch}\n")
             if self.tracker is not None:
-                self.tracker.update(self.ref.activations)
+                self.tracker.update(cov_ref.activations)
             self.stats, self.writer = CampaignStats(), FindingsWriter(self.out, save_images=opts.save_images)
+            if self.twin is not None:
+                self.twin_stats = CampaignStats()
             self.checkpoints, self.elapsed_before = 0, 0.0
             if self.tracker is not None:
                 self.stats.record_growth(self.tracker.coverage())
@@ -215,10 +240,17 @@ class Campaign:
         if shuffled:
             guide = self.tracker.names if self.tracker is not None else []
         self.check = BatchCheck(self.mut, self.writer, self.stats, self.tracker, guide,
-                                shuffle_seed=opts.seed if shuffled else None)
+                                shuffle_seed=opts.seed if shuffled else None, twin=self.twin,
+                                twin_stats=self.twin_stats, coverage_on=opts.coverage_on)
+        if self.twin is not None:
+            self.check.seed_disagreements(self.seeds.ids, self.seed_disagreement_values)
         if checkpoint is not None:
             self.check.batches = checkpoint["batches"]
+            self.check.best.update(checkpoint.get("disagreement_best") or {})
         self.model_info = model_info(self.mut)
+        self.twin_info = None
+        if self.twin is not None:
+            self.twin_info = twin_info(self.twin, self.twin_check, self.twin_oracle.config(), self.seed_disagreements)
         self.campaign_info = campaign_record(
             opts, transforms=self.transform_names, seeds_used=seeds_description(opts, self.seeds),
             seeds_notes=getattr(self.seeds, "notes", []), frame_size=self.seeds.images.shape[1:3],
@@ -258,16 +290,52 @@ class Campaign:
                                   raw=[])
         return None, info
 
+    def _twin_on_seeds(self) -> None:
+        """Run the twin on the seeds and judge it against the model there: seeds where the two already
+        disagree are reported (like seeds the model gets wrong by their labels), and the differential
+        findings made from them are counted apart from its error rates (unless --failing-seeds count)."""
+        from deeptest_iot.tasks.differential import differential_oracle_for, disagreement, option_names
+
+        opts, card = self.opts, self.mut.card
+        if opts.twin_delta is not None and "delta" not in option_names(card.task):
+            raise ConfigError(f"--twin-delta bounds the differential relation of steering models; a {card.task} "
+                              "twin is judged by its own relation (docs/twins.md#the-differential-relation)")
+        self.twin_oracle = differential_oracle_for(card, delta=opts.twin_delta)
+        with_cov = bool(opts.coverage) and self.cov_mut is self.twin
+        try:
+            self.twin_ref = self.twin.run(self.seeds.images, with_activations=with_cov)
+        except OutputError as exc:
+            named = ", ".join(repr(self.seeds.ids[int(i)]) for i in (exc.inputs if exc.inputs is not None else [])[:5])
+            raise OutputError(f"the twin {self.twin.name!r}: {exc}" + (f" (on the seeds themselves: {named})"
+                                                                       if named else "")) from None
+        v = self.twin_oracle.check(self.ref.outputs, self.twin_ref.outputs, labels=self.labels,
+                                   frame_size=self.seeds.images.shape[1:3])
+        self.seed_disagreement_values = disagreement(v)
+        n, k = len(v), int(v.failed.sum())
+        policy = opts.failing_seeds
+        self.seed_disagreements = {"count": k, "seeds": n, "policy": policy,
+                                   "ids": [self.seeds.ids[int(i)] for i in v.failures[:20]],
+                                   "max_disagreement": float(self.seed_disagreement_values.max(initial=0.0))}
+        if k:
+            how = ("its differential findings on them are counted as the others (--failing-seeds count)"
+                   if policy == "count" else "its differential findings on them are counted apart")
+            shown = ", ".join(self.seed_disagreements["ids"][:5]) + (", ..." if k > 5 else "")
+            self.echo(f"twin: {self.twin.name} already disagrees with the model on {k} of {n} seeds ({shown}); "
+                      f"{how}\n")
+        self.twin_failing = None if policy == "count" or not k else v.failed.copy()
+
     def _restore(self, checkpoint: dict) -> None:
         from deeptest_iot.coverage import CoverageTracker
 
         self.tracker = None
         if self.opts.coverage:
-            self.tracker = CoverageTracker.load(self.out / checkpoint["coverage_file"], self.mut.fingerprint,
-                                                self.mut.layer_sizes)
+            self.tracker = CoverageTracker.load(self.out / checkpoint["coverage_file"], self.cov_mut.fingerprint,
+                                                self.cov_mut.layer_sizes)
         self.profile_source = checkpoint.get("profile_source")
         self.strategy.restore(checkpoint["strategy"])
         self.stats = CampaignStats(checkpoint["stats"])
+        if self.twin is not None:
+            self.twin_stats = CampaignStats(checkpoint.get("twin_stats"))
         self.writer = FindingsWriter(self.out, count=checkpoint["findings"], offset=checkpoint["findings_offset"],
                                      save_images=self.opts.save_images)
         self.checkpoints = checkpoint["checkpoints"]
@@ -376,12 +444,13 @@ class Campaign:
                           images=self.seeds.images[idx],
                           reference=self.mut.task.select(self.ref.outputs, idx),
                           labels=None if self.labels is None else self.labels[idx],
-                          failing=None if self.failing is None else self.failing[idx])
-        result = self.check(images, chains, seeds, oracle=self.oracle,
+                          failing=None if self.failing is None else self.failing[idx],
+                          twin_failing=None if self.twin_failing is None else self.twin_failing[idx])
+        result = self.check(images, chains, seeds, oracle=self.oracle, twin_oracle=self.twin_oracle,
                             case_ids=[c.case_id for c in cases],
                             original_keys=[f"seed-{i:05d}" for i in self.seeds.origin[idx]],
                             durable=False, per_input=verdict.record(keep))
-        self.strategy.feedback(cases, result.gains, result.verdicts.failed)
+        self.strategy.feedback(cases, result.gains, result.failed)
         return True
 
     # -- state on disk -------------------------------------------------------------------------
@@ -398,6 +467,9 @@ class Campaign:
                  "checkpoints": self.checkpoints, "findings": self.writer.count, "findings_offset": self.writer.offset,
                  "strategy": strategy_state, "stats": self.stats.state(), "profile_source": self.profile_source,
                  "elapsed_s": self.elapsed()}
+        if self.twin is not None:
+            state["twin_stats"] = self.check.twin_stats.state()
+            state["disagreement_best"] = dict(self.check.best)
         if self.tracker is not None:
             # Two alternating files: the one the previous checkpoint names is never overwritten.
             state["coverage_file"] = f"coverage-{self.checkpoints % 2}.npz"
@@ -410,7 +482,9 @@ class Campaign:
             extra["plan"] = {"inputs": self.strategy.plan_size, "done": self.strategy.plan_done}
         return build_summary(model=self.model_info, campaign=self.campaign_info, status=status, stats=self.stats,
                              tracker=self.tracker, duration_s=self.elapsed(), seeds=len(self.seeds.images),
-                             notes=self.notes, warnings=self.warnings, **extra)
+                             notes=self.notes, warnings=self.warnings, twin=self.twin_info,
+                             twin_stats=self.check.twin_stats if self.twin is not None else None,
+                             relation=self.oracle.relation, **extra)
 
     def _finish(self, progress: Progress) -> CampaignResult:
         final = self.summary("complete")
@@ -419,9 +493,20 @@ class Campaign:
         write_summary(self.out, final)
         progress.update(self.stats.tried, self._coverage(), self.stats.found, final=True)
         # A model unfit to be judged (constant outputs, worse than a constant) fails, whatever it found.
-        exit_code = 1 if final["error_rate"] > self.opts.max_error_rate or self.warnings else 0
+        exit_code = 1 if over_threshold(final, self.opts.max_error_rate) or self.warnings else 0
         return CampaignResult(final, exit_code, self.out)
 
 
+def over_threshold(summary: dict, max_error_rate: float) -> bool:
+    """Whether a summary fails a campaign: the error rate of any relation above ``max_error_rate``, or,
+    with a twin, the share of seeds on which the twin already disagrees with the model above it."""
+    rates = [summary.get("error_rate") or 0.0]
+    rates += [(r or {}).get("error_rate") or 0.0 for r in (summary.get("relations") or {}).values()]
+    seeds = ((summary.get("twin") or {}).get("seed_disagreements") or {})
+    if seeds.get("seeds"):
+        rates.append(seeds["count"] / seeds["seeds"])
+    return any(rate > max_error_rate for rate in rates)
+
+
 __all__ = ["Campaign", "CampaignOptions", "CampaignResult", "campaign_class", "generated_frame_size",
-           "load_model_for", "load_seeds_for", "open_out_folder", "run_campaign"]
+           "load_model_for", "load_seeds_for", "load_twin_for", "open_out_folder", "over_threshold", "run_campaign"]

@@ -157,6 +157,14 @@ OPTIONS: tuple[Option, ...] = (
                        ".toml beside it), or sample:NAME for a shipped sample model (sample:dave2_steering)"),
     Option("card", "path", None, "Model card TOML.", nullable=True, shown="the .toml beside the model"),
     Option("trust_model", "bool", False, TRUST_HELP, plugin="trust-model"),
+    Option("twin", "str", None, "The model a device runs, converted from --model (a .tflite or .onnx file made by "
+           "`deeptest-iot convert`; int8, float16, dynamic or onnx for that twin beside the model): every input is "
+           "also judged by the differential relation, twin against float model on the same frame.", nullable=True,
+           metavar="PATH|int8|float16|dynamic|onnx", shown="none", plugin="twin",
+           plugin_help="the converted twin of the model under test (a .tflite or .onnx file, or int8, float16, "
+                       "dynamic or onnx for that twin beside the model) for the twin_under_test fixture"),
+    Option("coverage_on", "str", "model", "Which model's neurons --coverage tracks when a --twin is given: the float "
+           "model or the twin (its mapped LiteRT/ONNX tensors).", choices=("model", "twin")),
     Option("include", "list", (), "Count only layers whose name matches these globs (comma-separated).",
            metavar="GLOBS", shown="every feature layer"),
     Option("exclude", "list", (), "Do not count layers whose name matches these globs (comma-separated).",
@@ -192,9 +200,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("coverage", "list", DEFAULT_COVERAGE, "Coverage criteria, comma-separated; 'none' for none.",
            metavar="LIST", plugin="coverage",
            plugin_help="coverage criteria tracked over everything model tests run, comma separated ('none' for none)"),
-    Option("guide", "list", None, "Criteria whose gains steer the search; 'shuffled' credits the same number "
-           "of random inputs instead (an ablation control).", nullable=True, metavar="LIST",
-           shown="all tracked but NC, which saturates"),
+    Option("guide", "list", None, "Criteria whose gains steer the search; 'disagreement' (with --twin) credits "
+           "inputs on which the twin disagrees more than on anything tried from their seed; 'shuffled' credits the "
+           "same number of random inputs instead (an ablation control).", nullable=True, metavar="LIST",
+           shown="all tracked but NC, which saturates, and disagreement with --twin"),
     Option("profile", "path", None, "Training-activation profile for KMNC/NBC/SNAC.", nullable=True,
            shown="<model>.profile.npz, else the seeds"),
     Option("seed", "int", 0, "Campaign seed: same options and seed, same findings.", minimum=0),
@@ -219,6 +228,8 @@ OPTIONS: tuple[Option, ...] = (
            "(output units).", minimum=0),
     Option("max_confidence_drop", "float", None, "Classification relation: also fail when the top-1 "
            "probability drops by more than this.", nullable=True, minimum=0, maximum=1, shown="no bound"),
+    Option("twin_delta", "float", None, "Differential relation of a steering model: fail when |twin - float| > this "
+           "(output units).", nullable=True, minimum=0, shown="0.02"),
     Option("realism", "str", "reject", "Mutants that no longer look like their seed's road scene (a small grey "
            "copy compared with the warp undone; thresholds per transform family): reject them before the model, "
            "flag their findings, or off.", choices=("reject", "flag", "off")),
