@@ -12,7 +12,11 @@ Figures compared, each against a threshold (absolute differences, candidate minu
 - mean violation per transform: a regression when it rises by more than ``max_violation_increase``
   (default 0.05, in the relation's units: radians for steering);
 - coverage per criterion: a regression when it drops by more than ``max_coverage_drop``
-  (default 0.02, i.e. two percentage points).
+  (default 0.02, i.e. two percentage points);
+- with twins (``--twin``): the differential relation's error rate overall, on the seed frames
+  themselves, and per transform, and its mean violation per transform (scopes ``differential``,
+  ``differential: seed frames``, ``differential: <transform>``), against the same thresholds. The
+  twin's file may differ between the runs (a twin belongs to its model).
 
 Transforms are compared one by one, each over all the chains that contain it (guided search picks
 different chains for different models, so chains themselves are not comparable). A transform tried
@@ -41,10 +45,10 @@ EPS = 1e-12
 # `validate` judges a candidate by the baseline's MSE_orig (campaign.mse_orig) so that a model worse on
 # clean frames cannot loosen its own bound; that option is recorded on the candidate's side only.
 # Which seeds a model already gets wrong, and how the campaign treated them (validate counts them all
-# on the candidate's side: they are where it regressed), belong to the model too.
+# on the candidate's side: they are where it regressed), belong to the model too, as does its twin's file.
 MODEL_SPECIFIC = frozenset({"campaign.model", "campaign.card", "campaign.trust_model", "campaign.profile",
                             "campaign.profile_source", "campaign.relation.mse_orig", "campaign.mse_orig",
-                            "campaign.failing_seeds", "campaign.seed_failures"})
+                            "campaign.failing_seeds", "campaign.seed_failures", "campaign.twin"})
 
 
 def _model_specific(key: str) -> bool:
@@ -261,6 +265,7 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
                                 t.max_error_rate_increase, True))
         result.rows.append(_row("mean violation", name, _mean_violation(b) if b_tried else None,
                                 _mean_violation(c) if c_tried else None, t.max_violation_increase, True))
+    _differential_rows(result, baseline, candidate, t)
     b_cov, c_cov = baseline.get("coverage") or {}, candidate.get("coverage") or {}
     for name in sorted(set(b_cov) | set(c_cov)):
         b, c = _coverage(b_cov.get(name)), _coverage(c_cov.get(name))
@@ -277,6 +282,37 @@ def compare_summaries(baseline: dict, candidate: dict, thresholds: Thresholds,
         result.notes.append(f"the models count different neurons ({b_n} vs {c_n}): coverage percentages "
                             "are over different neuron sets")
     return result
+
+
+def _differential_rows(result: "Comparison", baseline: dict, candidate: dict, t: Thresholds) -> None:
+    """With twins: the differential relation's error rate overall, the share of seeds the twin already
+    breaks, and its error rate and mean violation per transform (scopes prefixed ``differential:``)."""
+    b_d = (baseline.get("relations") or {}).get("differential")
+    c_d = (candidate.get("relations") or {}).get("differential")
+    if b_d is None and c_d is None:
+        return
+    b_d, c_d = b_d or {}, c_d or {}
+    result.rows.append(_row("error rate", "differential", _opt(b_d.get("error_rate")), _opt(c_d.get("error_rate")),
+                            t.max_error_rate_increase, True))
+    b_s, c_s = _twin_seed_share(baseline), _twin_seed_share(candidate)
+    if b_s is not None or c_s is not None:
+        result.rows.append(_row("error rate", "differential: seed frames", b_s, c_s, t.max_error_rate_increase, True))
+    b_pt = transform_table(b_d.get("per_transform") or {}, [])
+    c_pt = transform_table(c_d.get("per_transform") or {}, [])
+    for name in sorted(set(b_pt) | set(c_pt)):
+        b, c = b_pt.get(name) or {}, c_pt.get(name) or {}
+        b_tried, c_tried = bool(b.get("tried", b != {})), bool(c.get("tried", c != {}))
+        result.rows.append(_row("error rate", f"differential: {name}", _rate(b) if b_tried else None,
+                                _rate(c) if c_tried else None, t.max_error_rate_increase, True))
+        result.rows.append(_row("mean violation", f"differential: {name}", _mean_violation(b) if b_tried else None,
+                                _mean_violation(c) if c_tried else None, t.max_violation_increase, True))
+
+
+def _twin_seed_share(summary: dict) -> float | None:
+    info = (summary.get("twin") or {}).get("seed_disagreements")
+    if not isinstance(info, dict) or not info.get("seeds"):
+        return None
+    return float(info["count"]) / float(info["seeds"])
 
 
 def _seed_failure_share(summary: dict) -> float | None:

@@ -1,8 +1,10 @@
 """JUnit XML of a campaign folder, for the test report views of Jenkins, GitLab and GitHub.
 
 Shape (the Jenkins xunit "junit-10" dialect that GitLab and GitHub reporters also read):
-``testsuites`` > one ``testsuite`` per metamorphic relation > one ``testcase`` per transform
-(``classname="deeptest-iot.<relation>"``, ``name="<transform>"``). Test cases are per single
+``testsuites`` > one ``testsuite`` per relation (the task's, and ``differential`` with a twin) > one
+``testcase`` per transform (``classname="deeptest-iot.<relation>"``, ``name="<transform>"``); with a twin,
+the differential suite adds the case ``seed frames (no transform)``, failing when the twin already
+disagrees with the model on more than ``max_error_rate`` of the seeds. Test cases are per single
 transform, not per chain: guided search makes different chains in different runs, and a CI
 server tracks a test case's history by its name. An input made by a chain counts for every
 transform in it; the failure text names each worst example's chain.
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from deeptest_iot.errors import ConfigError
 from deeptest_iot.fileio import atomic_write_bytes
-from deeptest_iot.results.reader import RunFolder, chain_links, judged, open_run, transform_table
+from deeptest_iot.results.reader import (DIFFERENTIAL, RunFolder, chain_links, findings_of, judged, open_run,
+                                         relation_names, relation_summary, transform_table)
 
 WORST_EXAMPLES = 5
 SUITE_PREFIX = "deeptest-iot"
@@ -57,11 +60,21 @@ class JUnitCounts:
 def _cases(run: RunFolder) -> dict[tuple[str, str], dict]:
     """(relation, transform) -> {"tried", "findings": [...]}, per single transform: a finding made
     by a chain belongs to every transform in it (see run_folder.transform_table); findings of seeds
-    the model already gets wrong are counted apart (reader.judged), as in summary.json."""
-    default_relation = str(((run.summary.get("campaign") or {}).get("relation") or {}).get("name") or run.task)
-    table = transform_table(run.summary.get("per_transform") or {}, run.findings)
+    the model (or, for the differential relation, the twin) already gets wrong are counted apart
+    (reader.judged), as in summary.json. With a twin, the differential relation gets its own cases,
+    from its own table."""
     cases: dict[tuple[str, str], dict] = {}
-    for finding in judged(run.findings):
+    names = relation_names(run)
+    for relation in names:  # the run's own relation's suite first
+        cases.update(sorted(_relation_cases(run, relation, relation == names[0]).items()))
+    return cases
+
+
+def _relation_cases(run: RunFolder, default_relation: str, main: bool) -> dict[tuple[str, str], dict]:
+    findings = findings_of(run, None if main else default_relation)
+    table = transform_table(relation_summary(run, default_relation).get("per_transform") or {}, findings)
+    cases: dict[tuple[str, str], dict] = {}
+    for finding in judged(findings):
         for name in dict.fromkeys(chain_links(finding["transform"])):
             key = (str(finding["relation"]), name)
             cases.setdefault(key, {"tried": None, "findings": []})["findings"].append(finding)
@@ -76,7 +89,11 @@ def _cases(run: RunFolder) -> dict[tuple[str, str], dict]:
         cases[(default_relation, transform)] = {"tried": None, "findings": []}
     for (relation, transform), case in cases.items():
         case["tried"] = 0 if transform in unused else (table.get(transform) or {}).get("tried")
-    return dict(sorted(cases.items()))
+    return cases
+
+
+#: The test case of the seed frames themselves, with a twin: does the twin already disagree on them?
+SEEDS_CASE = "seed frames (no transform)"
 
 
 def _image_path(out_dir: str | Path, relative) -> str:
@@ -144,6 +161,17 @@ def build_junit(out_dir: str | Path, max_error_rate: float = 0.0) -> tuple[ET.El
             failure = ET.SubElement(tc, "failure", message=_clean(message), type="MetamorphicRelationViolated")
             failure.text = _clean(text)
             c[1] += 1
+    seeds = (run.summary.get("twin") or {}).get("seed_disagreements") or {}
+    if seeds.get("seeds"):
+        suite = suite_for(DIFFERENTIAL)
+        counts[DIFFERENTIAL][0] += 1
+        tc = ET.SubElement(suite, "testcase", name=SEEDS_CASE, classname=_clean(f"{SUITE_PREFIX}.{DIFFERENTIAL}"))
+        if seeds["count"] / seeds["seeds"] > max_error_rate:
+            failure = ET.SubElement(tc, "failure", type="MetamorphicRelationViolated", message=_clean(
+                f"the twin already disagrees with the model on {seeds['count']} of {seeds['seeds']} seed frames, "
+                f"before any transform (allowed {max_error_rate:.2%})"))
+            failure.text = _clean("seeds: " + ", ".join(seeds.get("ids") or []) + "\n")
+            counts[DIFFERENTIAL][1] += 1
     if run.summary.get("status") != "complete":
         relation = next(iter(suites), str(campaign.get("relation", {}).get("name", run.task)))
         suite = suite_for(relation)

@@ -69,6 +69,49 @@ class RunFolder:
         return target
 
 
+#: The relation a twin is judged by (deeptest_iot.tasks.differential.RELATION; not imported here to keep the reader light).
+DIFFERENTIAL = "differential"
+
+
+def main_relation(run: RunFolder) -> str:
+    """The name of the run's own relation (the task's): the campaign's ``relation.name``, else the task."""
+    relation = (run.summary.get("campaign") or {}).get("relation") or {}
+    return str(relation.get("name") or run.task)
+
+
+def relation_names(run: RunFolder) -> list[str]:
+    """The relations the run judged inputs by: its own first, then the others (``differential`` with a twin)."""
+    main = main_relation(run)
+    return [main] + [name for name in (run.summary.get("relations") or {}) if name != main]
+
+
+def relation_summary(run: RunFolder, relation: str | None = None) -> dict:
+    """One relation's figures (``inputs_tried``, ``findings``, ``error_rate``, ``per_transform``,
+    ``per_severity``, ``failing_seed_inputs``, ``distinct_failures``): ``summary.relations[name]``, or the
+    top-level ones for the run's own relation of a run without a twin."""
+    main = main_relation(run)
+    name = relation or main
+    tables = (run.summary.get("relations") or {}).get(name)
+    if tables is not None:
+        return tables
+    if name != main:
+        return {}
+    s = run.summary
+    return {"inputs_tried": s.get("inputs_tried"), "findings": s.get("findings"), "error_rate": s.get("error_rate"),
+            "per_transform": s.get("per_transform") or {}, "per_severity": s.get("per_severity") or {},
+            "failing_seed_inputs": s.get("failing_seed_inputs"), "distinct_failures": s.get("distinct_failures")}
+
+
+def findings_of(run: RunFolder, relation: str | None = None) -> list[dict]:
+    """The findings of one relation; for the run's own (``None``), every finding not of another relation
+    the run lists (so a pytest report's several relation settings stay together)."""
+    main = main_relation(run)
+    if relation is not None and relation != main:
+        return [f for f in run.findings if f.get("relation") == relation]
+    others = set(relation_names(run)) - {main}
+    return [f for f in run.findings if f.get("relation") not in others]
+
+
 def open_run(path: str | Path) -> RunFolder:
     """Open a campaign output folder; raise InputError when it is missing or has no readable summary."""
     path = Path(path)
@@ -207,14 +250,15 @@ def transform_table(per_transform: dict, findings: list[dict]) -> dict[str, dict
     return out
 
 
-def per_transform_rows(run: RunFolder, by: str = "transform") -> list[dict[str, Any]]:
+def per_transform_rows(run: RunFolder, by: str = "transform", relation: str | None = None) -> list[dict[str, Any]]:
     """Rows for tables, sorted by name: per single transform (``by="transform"``, see
     :func:`transform_table`) or per chain as summary.json records them (``by="chain"``); each row
-    has ``transform`` (its name) and ``robustness``."""
+    has ``transform`` (its name) and ``robustness``. ``relation``: whose figures (default the run's own;
+    ``differential`` for a twin's)."""
     if by not in ("transform", "chain"):
         raise ValueError(f"by must be 'transform' or 'chain', not {by!r}")
     make = transform_table if by == "transform" else chain_table
-    table = make(run.summary.get("per_transform") or {}, run.findings)
+    table = make(relation_summary(run, relation).get("per_transform") or {}, findings_of(run, relation))
     rows = []
     for name in sorted(table):
         row = {"transform": name, **table[name]}

@@ -26,7 +26,8 @@ from deeptest_iot import __version__
 from deeptest_iot.fileio import atomic_write_text
 from deeptest_iot.errors import InputError
 from deeptest_iot.results.render import Renderer
-from deeptest_iot.results.reader import (SEVERITY_BUCKETS, RunFolder, distinct_failures, judged, open_run, per_transform_rows,
+from deeptest_iot.results.reader import (DIFFERENTIAL, SEVERITY_BUCKETS, RunFolder, distinct_failures, findings_of,
+                                         judged, main_relation, open_run, per_transform_rows, relation_summary,
                                          robustness, severity_bucket)
 
 WORST_DEFAULT = 12
@@ -204,6 +205,15 @@ def section_overview(run: RunFolder) -> str:
     cards = [("inputs tried", fmt(s.get("inputs_tried"))), ("findings", fmt(s.get("findings", len(run.findings)))),
              ("error rate", pct(s.get("error_rate"))), ("robustness", fmt(overall)),
              ("duration", e(f"{float(s['duration_s']):.1f} s") if _is_number(s.get("duration_s")) else "\u2014")]
+    twin = s.get("twin")
+    if twin:
+        table = relation_summary(run, DIFFERENTIAL)
+        seeds = twin.get("seed_disagreements") or {}
+        cards[2] = (f"{main_relation(run)} error rate", cards[2][1])
+        cards[3:3] = [("differential findings", fmt(table.get("findings"))),
+                      ("differential error rate", pct(table.get("error_rate"))),
+                      ("seeds the twin already breaks",
+                       e(f"{seeds['count']} of {seeds['seeds']}") if seeds.get("seeds") else "\u2014")]
     html_cards = "".join(f'<div class="card"><div class="num">{v}</div><div class="lbl">{e(k)}</div></div>'
                          for k, v in cards)
     banner = ""
@@ -245,6 +255,44 @@ def _transform_table(rows: list[dict], label: str) -> str:
             f'<th>robustness</th></tr></thead><tbody>{body}</tbody></table>')
 
 
+def section_twin(run: RunFolder) -> str:
+    """With a twin: which twin, its relation, the seeds it already breaks, and the differential relation's
+    error rates per transform and per severity."""
+    twin = run.summary.get("twin")
+    if not twin:
+        return ""
+    table = relation_summary(run, DIFFERENTIAL)
+    relation = twin.get("relation") or {}
+    rule = ", ".join(f"{k} {v}" for k, v in relation.items() if k not in ("name", "task") and v is not None)
+    seeds = twin.get("seed_disagreements") or {}
+    seed_note = ""
+    if seeds.get("count"):
+        seed_note = (f'<p class="warn">The twin already disagrees with the model on {e(seeds["count"])} of '
+                     f'{e(seeds["seeds"])} seed frames, before any transform: {e(", ".join(seeds.get("ids") or []))}'
+                     f'{e(", ...") if seeds["count"] > len(seeds.get("ids") or []) else ""}. The differential '
+                     f'findings made from them are {"counted as the others" if seeds.get("policy") == "count" else "counted apart from the error rates"}.</p>')
+    elif seeds.get("seeds"):
+        seed_note = (f'<p class="note">On the {e(seeds["seeds"])} seed frames themselves the twin agrees with the '
+                     f'model (largest disagreement {vfmt(seeds.get("max_disagreement"))}).</p>')
+    rows = per_transform_rows(run, by="transform", relation=DIFFERENTIAL)
+    severity = table.get("per_severity") or {}
+    worst = _worst_rate(severity.values())
+    sev_rows = "".join(
+        f"<tr><td>{e(name)}</td><td class='n'>{fmt(row.get('tried'))}</td><td class='n'>{fmt(row.get('findings'))}</td>"
+        f"<td class='n'>{pct(row.get('error_rate'))}</td><td>{bar(row.get('error_rate'), worst, 'bad')}</td></tr>"
+        for name, row in severity.items() if isinstance(row, dict))
+    return (f'<section id="twin"><h2>Twin: the differential relation</h2>'
+            f'<p>Every input also ran through the twin <b>{e(twin.get("name"))}</b> ({e(twin.get("kind"))}, '
+            f'{e(twin.get("path"))}), and the twin&rsquo;s output was judged against the model&rsquo;s on the same '
+            f'frame ({e(rule or "the task&rsquo;s defaults")}). {fmt(table.get("findings"))} of '
+            f'{fmt(table.get("inputs_tried"))} inputs broke it: error rate <b>{pct(table.get("error_rate"))}</b>.</p>'
+            f'{seed_note}<h3>Per transform</h3>{_transform_table(rows, "transform")}'
+            f'<h3>Per severity</h3><table><thead><tr><th>severity</th><th>tried</th><th>findings</th>'
+            f'<th>error rate</th><th></th></tr></thead><tbody>{sev_rows}</tbody></table>'
+            '<p class="note">Here robustness is the share of inputs on which the twin agreed with the model; violation '
+            'is how far past the bound the two answers were apart.</p></section>')
+
+
 def section_transforms(run: RunFolder, top_chains: int = 15) -> str:
     singles = per_transform_rows(run, by="transform")
     chains = per_transform_rows(run, by="chain")
@@ -268,7 +316,7 @@ def section_severity(run: RunFolder) -> str:
     table = run.summary.get("per_severity") or {}
     counted: dict[str, int] = {}
     if not table:  # a running campaign: count findings from the file
-        for f in run.findings:
+        for f in findings_of(run):
             if _is_number(f.get("severity")):
                 counted[severity_bucket(f["severity"])] = counted.get(severity_bucket(f["severity"]), 0) + 1
     names = list(SEVERITY_BUCKETS) + [k for k in table if k not in SEVERITY_BUCKETS]
@@ -326,10 +374,16 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def section_worst(run: RunFolder, worst: int) -> str:
+def section_worst(run: RunFolder, worst: int, relation: str | None = None) -> str:
+    """The worst distinct failures of the run's own relation, or (``relation="differential"``) of its
+    twin: the frame both models saw, the model's answer drawn on the left and the twin's on the right."""
     from deeptest_iot.tasks import TASKS, Task
 
-    groups = distinct_failures(run.findings)
+    differential = relation == DIFFERENTIAL
+    all_findings = findings_of(run, relation)
+    if differential and not all_findings and not run.summary.get("twin"):
+        return ""
+    groups = distinct_failures(all_findings)
     findings = [g["finding"] for g in groups][:max(worst, 0)]
     counts = {g["finding"]["id"]: g["count"] for g in groups}
     model = run.summary.get("model") or {}
@@ -343,26 +397,42 @@ def section_worst(run: RunFolder, worst: int) -> str:
     for f in findings:
         orig, trans = _frames_bgr(renderer, f)
         if orig is not None and trans is not None:
-            orig, trans = annotate_pair(orig, trans, f, task, units, class_names, gain)
-            pics = (f'<img src="{data_uri(orig)}" alt="original {e(f["id"])}">'
-                    f'<img src="{data_uri(trans)}" alt="transformed {e(f["id"])}">')
+            if differential:  # both models saw the transformed frame: model's answer left, twin's right
+                orig, trans = annotate_pair(trans.copy(), trans, f, task, units, class_names, gain)
+                alts = ("the model's answer", "the twin's answer")
+            else:
+                orig, trans = annotate_pair(orig, trans, f, task, units, class_names, gain)
+                alts = ("original", "transformed")
+            pics = (f'<img src="{data_uri(orig)}" alt="{e(alts[0])} {e(f["id"])}">'
+                    f'<img src="{data_uri(trans)}" alt="{e(alts[1])} {e(f["id"])}">')
         else:
             pics = f'<p class="warn">images of {e(f["id"])} are missing: {e(trans)}</p>'
         chain = "; ".join(f"{link.get('name')} {json.dumps(_rounded(link.get('params', {})), sort_keys=True)}"
                           for link in (f.get("chain") or []) if isinstance(link, dict))
         label = "" if f.get("label") is None else f" &middot; label {e(task.show(f.get('label')))}"
+        words = ("model", "twin") if differential else ("before", "after")
         figures.append(
             f'<figure class="pair"><div class="imgs">{pics}</div><figcaption><b>{e(f["id"])}</b> '
             f'&middot; {e(f["transform"])} &middot; seed {e(f.get("seed_id", "?"))} '
             f'({counts[f["id"]]} finding{"s" if counts[f["id"]] != 1 else ""} of this seed and family) &middot; severity '
-            f'{fmt(f.get("severity"), 2)}<br>before {e(task.show(f.get("before")))} &rarr; after '
+            f'{fmt(f.get("severity"), 2)}<br>{words[0]} {e(task.show(f.get("before")))} &rarr; {words[1]} '
             f'{e(task.show(f.get("after")))}{label} &middot; violation <b>{fmt(f["violation"], 4)}</b> '
             f'(threshold {fmt(f.get("threshold"), 4)})<br><span class="muted">{e(chain)}</span></figcaption></figure>')
     legend = task.legend(gain)
-    counted = len(judged(run.findings))
-    apart = len(run.findings) - counted
-    apart = (f' ({apart} more finding{"s" if apart != 1 else ""} of seeds the model already gets wrong, counted '
-             'apart)') if apart else ""
+    counted = len(judged(all_findings))
+    apart = len(all_findings) - counted
+    whose = "the twin already disagrees on" if differential else "the model already gets wrong"
+    apart = (f' ({apart} more finding{"s" if apart != 1 else ""} of seeds {whose}, counted apart)') if apart else ""
+    if differential:
+        legend = ('Both frames are the transformed frame the two models saw: the model&rsquo;s answer (before) on '
+                  'the left, the twin&rsquo;s (after) on the right. ' + legend)
+        body = (f'<div class="pairs">{"".join(figures)}</div>' if figures
+                else '<p class="muted">No differential findings: the twin agreed with the model on every input'
+                f'{" but those of seeds it already disagrees on" if apart else ""}.</p>')
+        return (f'<section id="twin-worst"><h2>Worst twin disagreements</h2><p class="legend">{legend}</p>'
+                f'<p class="note">{len(groups)} distinct disagreements (a seed and a transform family) in '
+                f'{counted} differential findings{apart}. The worst finding of each of the {len(findings)} '
+                f'worst.</p>{body}</section>')
     body = (f'<div class="pairs">{"".join(figures)}</div>' if figures
             else '<p class="muted">No findings: the relation held on every input'
             f'{" but those of seeds already wrong" if apart else ""}.</p>')
@@ -405,18 +475,24 @@ def render_report(out_dir: str | Path, worst: int = WORST_DEFAULT) -> str:
     model = run.summary.get("model") or {}
     name = model.get("name") or "model"
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
-        ("settings", "Settings"), ("transforms", "Per transform"), ("severity", "Per severity"),
-        ("coverage", "Coverage"), ("worst", "Worst distinct failures")))
+    twin = run.summary.get("twin")
+    links = [("settings", "Settings"), ("transforms", "Per transform"), ("severity", "Per severity"),
+             ("coverage", "Coverage"), ("worst", "Worst distinct failures")]
+    if twin:
+        links[3:3] = [("twin", "Twin")]
+        links.append(("twin-worst", "Worst twin disagreements"))
+    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in links)
+    twin_head = f' &middot; twin {e(twin.get("name"))} (differential)' if twin else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>deeptest-iot report: {e(name)}</title><style>{CSS}</style></head><body>'
         f'<header><h1>deeptest-iot report: {e(name)}</h1><p>task {e(run.task)} &middot; '
-        f'relation {e(((run.summary.get("campaign") or {}).get("relation") or {}).get("name", run.task))} &middot; '
+        f'relation {e(main_relation(run))}{twin_head} &middot; '
         f'folder {e(Path(out_dir).resolve())}</p></header><nav>{nav}</nav><main>'
         f'{section_overview(run)}{section_settings(run)}{section_transforms(run)}{section_severity(run)}'
-        f'{section_coverage(run)}{section_worst(run, worst)}</main>'
+        f'{section_twin(run)}{section_coverage(run)}{section_worst(run, worst)}'
+        f'{section_worst(run, worst, DIFFERENTIAL) if twin else ""}</main>'
         f'<footer>Generated by deeptest-iot {e(__version__)} on {e(generated)}.</footer></body></html>\n')
 
 
