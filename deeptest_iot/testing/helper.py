@@ -1,4 +1,5 @@
-"""The ``metamorphic`` fixture's helper: ``assert_invariant`` and the failure message it raises.
+"""The ``metamorphic`` fixture's helper: ``assert_invariant``, ``assert_equivalent`` (a model against its
+twin) and the failure messages they raise.
 
 A check runs original and transformed frames through the model, judges them with an oracle, adds
 their activations to the session's coverage and writes broken inputs to the report as findings.
@@ -95,6 +96,45 @@ class Metamorphic:
             return InvariantResult(0, str(relation or mut.card.task), None, None, np.zeros(0))
         try:
             result, message = self._check(mut, frames, ids, labs, chain, relation, oracle_options)
+        except DeeptestError as exc:
+            pytest.fail(f"deeptest-iot: {exc}", pytrace=False)
+        if message is not None:
+            raise AssertionError(message)
+        return result
+
+    def assert_equivalent(self, model, twin, images, transform=None, labels=None, **options):
+        """Assert that ``twin`` (a converted copy of ``model``: LiteRT, ONNX, or any model ``load_model``
+        reads) answers as ``model`` does on ``images``, or on ``transform`` of them when given: the
+        differential relation on the same frame (docs/twins.md#the-differential-relation).
+
+        ``model`` and ``images`` as for :meth:`assert_invariant`; ``twin``: a ModelUnderTest (e.g. the
+        ``twin_under_test`` fixture), a path (its card: the ``.toml`` beside it, else the model's) or a
+        Keras model (given the model's card). ``options`` go to the differential relation (``delta=``
+        for steering, ``max_confidence_drop=`` for classification, ``score_threshold=`` /
+        ``iou_threshold=`` for detection). A twin that cannot be compared with the model (another input
+        size, preprocessing, task or output shape) fails the test with that reason.
+
+        Both models run the same frames through the campaign engine's batch check; the model's
+        activations go into the session's coverage. Disagreements are written to the model's report
+        folder as findings with ``relation: "differential"`` (``before`` the model's output, ``after``
+        the twin's) and raise an AssertionError naming the worst inputs and the paths of their images.
+        Returns an :class:`InvariantResult` (``outputs_before`` the model's outputs, ``outputs_after``
+        the twin's) when the twin agrees on every input.
+        """
+        __tracebackhide__ = True
+        import numpy as np
+
+        from deeptest_iot.errors import DeeptestError
+
+        try:
+            mut, frames, ids, labs, chain = self._prepare(model, images, transform, labels)
+            twin_mut = self._state.resolve_twin(twin, mut)
+        except DeeptestError as exc:
+            pytest.fail(f"deeptest-iot: {exc}", pytrace=False)
+        if len(frames) == 0:
+            return InvariantResult(0, "differential", None, None, np.zeros(0))
+        try:
+            result, message = self._check_twin(mut, twin_mut, frames, ids, labs, chain, options)
         except DeeptestError as exc:
             pytest.fail(f"deeptest-iot: {exc}", pytrace=False)
         if message is not None:
@@ -209,6 +249,43 @@ class Metamorphic:
                                int(apart.sum())), message
 
 
+    def _check_twin(self, mut, twin, frames, ids, labs, chain, options):
+        import numpy as np
+
+        from deeptest_iot.engine.check import SeedBatch
+        from deeptest_iot.engine.summary import twin_info
+        from deeptest_iot.tasks.differential import differential_oracle_for
+
+        state = self._state
+        run = state.run_for(mut)
+        n = len(frames)
+        chain = chain.seeded(0)
+        transformed = chain(frames)
+        oracle = differential_oracle_for(mut.card, **options)
+        item = state.current
+        nodeid = item.nodeid if item is not None else "(outside a test)"
+        result = run.check(transformed, [chain] * n, SeedBatch(ids=ids, indices=np.arange(n), images=frames, labels=labs),
+                           oracle=None, twin=twin, twin_oracle=oracle, case_ids=[run.case + i for i in range(n)],
+                           extra={"test": nodeid, "twin": twin.name})
+        verdicts = result.twin_verdicts
+        run.case += n
+        state.spent[nodeid] = state.spent.get(nodeid, 0) + n
+        run.transforms.append(chain.name)
+        if twin.fingerprint not in run.twins:
+            run.twins[twin.fingerprint] = twin_info(twin, state.twin_checks.get((mut.fingerprint, twin.fingerprint)),
+                                                    oracle.config())
+        test = run.tests.setdefault(nodeid, {"tried": 0, "findings": 0})
+        test["tried"] += n
+        test["findings"] += int(verdicts.failed.sum())
+        state.write_summary(run, "running")
+
+        message = None
+        if verdicts.failed.any():
+            saved = {int(i): int(fid[1:]) for i, fid in zip(verdicts.failures, result.twin_finding_ids)}
+            message = equivalence_message(run.folder, mut, twin, chain, verdicts, ids, saved, oracle.rule())
+        return InvariantResult(n, verdicts.relation, result.outputs, result.twin_outputs, verdicts.violation), message
+
+
 def _relation(mut, relation):
     """The task whose oracle judges (the card's, or the one ``relation`` names), or None when
     ``relation`` is an oracle object the test passed."""
@@ -219,6 +296,31 @@ def _relation(mut, relation):
             raise TypeError(f"relation must be a task name or an oracle with .check, not {relation!r}")
         return None
     return get_task(relation or mut.card.task)
+
+
+def equivalence_message(folder: Path, mut, twin, chain, verdicts, ids, saved: dict[int, int], rule: str) -> str:
+    """What a person needs to act on a twin that disagrees: how many, the worst ones, where their images are."""
+    n, bad = len(verdicts), verdicts.failures
+    order = bad[sorted(range(len(bad)), key=lambda k: -float(verdicts.violation[bad[k]]))]
+    show = mut.task.show
+    where = "on the images themselves" if not len(chain) else f"under {chain.name} (severity {chain.severity:.2f})"
+    lines = [f"{len(bad)} of {n} input(s): twin {twin.name!r} disagreed with model {mut.name!r} {where}",
+             f"relation: {rule}", f"worst {min(len(bad), WORST_SHOWN)}:"]
+    for i in order[:WORST_SHOWN]:
+        d = verdicts.details[i]
+        fid = f"f{saved[int(i)]:06d}"
+        v, thr = float(verdicts.violation[i]), float(verdicts.threshold[i])
+        size = (f"|twin - model| {d['deviation']:.4f} > {thr:.4g} (violation {v:.4f})"
+                if isinstance(d.get("deviation"), float) else f"violation {v:.4f} past the threshold {thr:.4g}")
+        lines.append(f"  input {int(i)} ({ids[i]}): model {show(d.get('before'))}, twin {show(d.get('after'))}; {size}")
+        lines.append(f"      frame both saw: {folder / 'images' / (fid + '_trans.png')}")
+    if len(bad) > WORST_SHOWN:
+        lines.append(f"  ... and {len(bad) - WORST_SHOWN} more")
+    ids_saved = sorted(saved.values())
+    span = f"f{ids_saved[0]:06d}" + (f"..f{ids_saved[-1]:06d}" if len(ids_saved) > 1 else "")
+    lines.append(f"this check's {len(bad)} finding(s) ({span}, relation differential) are in "
+                 f"{folder / 'findings.jsonl'}; see every finding with: deeptest-iot report {folder}")
+    return "\n".join(lines)
 
 
 def failure_message(folder: Path, mut, chain, verdicts, ids, saved: dict[int, int],

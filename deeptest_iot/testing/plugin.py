@@ -19,11 +19,12 @@ option                  ini key                    meaning
 ``--dt-budget``         ``deeptest_budget``        default inputs a model test may check (1000)
 ``--dt-coverage``       ``deeptest_coverage``      coverage criteria, comma separated
 ``--dt-trust-model``    ``deeptest_trust_model``   load Lambda layers' bytecode (runs code!)
+``--dt-twin``           ``deeptest_twin``          the model's converted twin (.tflite/.onnx, or int8 ...)
 ======================  =========================  ===============================================
 
-Fixtures: ``model_under_test`` and ``seeds``/``seed_images`` (session), ``metamorphic`` (the
-helper; session-scoped so Hypothesis ``@given`` tests may use it, it finds the running test
-itself). Marker: ``@pytest.mark.model_test(budget=N)``.
+Fixtures: ``model_under_test``, ``twin_under_test`` and ``seeds``/``seed_images`` (session),
+``metamorphic`` (the helper, with ``assert_invariant`` and ``assert_equivalent``; session-scoped so
+Hypothesis ``@given`` tests may use it, it finds the running test itself). Marker: ``@pytest.mark.model_test(budget=N)``.
 
 The report folder is a campaign folder (``docs/results-format.md``, ``campaign.strategy`` =
 ``"pytest"``) for the configured model, or without one for the first model a test used; tests of
@@ -89,6 +90,24 @@ def model_under_test(request):
         pytest.skip("no model under test configured: pass --dt-model PATH or set deeptest_model = PATH "
                     "in pytest.ini")
     return mut
+
+
+@pytest.fixture(scope="session")
+def twin_under_test(request, model_under_test):
+    """The model's converted twin given by --dt-twin / deeptest_twin (a .tflite/.onnx file, or int8,
+    float16, dynamic or onnx for the twin beside the model), loaded once and checked against the model;
+    tests skip when none is configured. Use it with ``metamorphic.assert_equivalent``."""
+    from deeptest_iot.errors import DeeptestError
+
+    state = _state(request.config)
+    try:
+        twin = state.configured_twin()
+    except DeeptestError as exc:
+        pytest.fail(f"deeptest-iot: cannot load the twin under test: {exc}", pytrace=False)
+    if twin is None:
+        pytest.skip("no twin under test configured: pass --dt-twin PATH (or int8, float16, ...) or set "
+                    "deeptest_twin = PATH in pytest.ini")
+    return twin
 
 
 @pytest.fixture(scope="session")
@@ -165,4 +184,8 @@ def pytest_terminal_summary(terminalreporter, config):
         for name, row in worst[:5]:
             tr.write_line(f"  {name}: {row['findings']} of {row['tried']} broke the relation "
                           f"(max violation {row['max_violation']:.4g})")
+        t = run.twin_stats
+        if t is not None and t.tried:
+            tr.write_line(f"  twin{'s' if len(run.twins) > 1 else ''} {', '.join(x['name'] for x in run.twins.values())}: "
+                          f"{t.tried} input(s) compared, {t.found} differential finding(s) ({t.found / t.tried:.1%})")
         tr.write_line(f"  report folder: {run.folder}  (deeptest-iot report {run.folder})")

@@ -28,6 +28,7 @@ class ModelRun:
     coverage_note: str = ""
     transforms: list = field(default_factory=list)
     relations: list = field(default_factory=list)
+    twins: dict = field(default_factory=dict)  # twin fingerprint -> summary.json's twin record
     tests: dict = field(default_factory=dict)
     case: int = 0
     start: float = field(default_factory=time.perf_counter)
@@ -44,6 +45,11 @@ class ModelRun:
     def writer(self):
         return self.check.writer
 
+    @property
+    def twin_stats(self):
+        """The differential relation's figures, once a test compared the model with a twin."""
+        return self.check.twin_stats
+
 
 class SessionState:
     """Per-session state: settings, the loaded model and seeds, one ModelRun per model used."""
@@ -54,7 +60,9 @@ class SessionState:
         self.spent: dict[str, int] = {}  # test node id -> inputs checked
         self.runs: dict[str, ModelRun] = {}  # fingerprint -> run
         self.configured = None  # the model from --dt-model, once loaded
+        self.configured_twin_model = None  # the twin from --dt-twin, once loaded
         self.models: dict[Any, Any] = {}  # id(keras model) or resolved path -> ModelUnderTest
+        self.twin_checks: dict[tuple, Any] = {}  # (model fingerprint, twin fingerprint) -> TwinCheck
         self._seeds = None
         self.root_prepared = False
 
@@ -74,6 +82,47 @@ class SessionState:
             self.configured = load_model(str(model), trust=s.trust)
             self.models[str(Path(model).resolve())] = self.configured
         return self.configured
+
+    def configured_twin(self):
+        """The twin from --dt-twin / deeptest_twin (checked against the configured model), or None."""
+        if self.configured_twin_model is None:
+            s = self.settings
+            if s.twin is None:
+                return None
+            from deeptest_iot.errors import ConfigError
+            from deeptest_iot.model.twins import resolve_twin_path
+
+            mut = self.configured_model()
+            if mut is None:
+                raise ConfigError("--dt-twin / deeptest_twin needs the model it was converted from: set --dt-model "
+                                  "/ deeptest_model too")
+            path = resolve_twin_path(s.twin, mut.path, flag="--dt-twin")
+            self.configured_twin_model = self.resolve_twin(str(path), mut)
+        return self.configured_twin_model
+
+    def resolve_twin(self, twin, mut):
+        """A ModelUnderTest for the twin a test passed (itself, a path or a Keras model; loaded once, with
+        the model's card when it has none of its own), checked once against ``mut`` (ModelError when the
+        two cannot be compared: another input size, preprocessing, task or output shape)."""
+        from deeptest_iot.model.core import ModelUnderTest, load_model
+        from deeptest_iot.model.twins import check_twin, load_twin
+
+        if isinstance(twin, ModelUnderTest):
+            twin_mut = twin
+        elif isinstance(twin, (str, os.PathLike)):
+            key = ("twin", str(Path(twin).resolve()), mut.fingerprint)
+            if key not in self.models:
+                self.models[key] = load_twin(str(Path(twin).resolve()), mut)
+            twin_mut = self.models[key]
+        else:
+            key = ("twin", id(twin), mut.fingerprint)
+            if key not in self.models:
+                self.models[key] = (twin, load_model(twin, mut.card))  # keep the object alive: its id stays unique
+            twin_mut = self.models[key][1]
+        pair = (mut.fingerprint, twin_mut.fingerprint)
+        if pair not in self.twin_checks:
+            self.twin_checks[pair] = check_twin(mut, twin_mut)
+        return twin_mut
 
     def resolve_model(self, model):
         """A ModelUnderTest for whatever a test passed: itself, a path, or a Keras model (loaded once)."""
@@ -164,9 +213,15 @@ class SessionState:
                     "coverage": list(self.settings.coverage) if run.tracker is not None else [],
                     "relation": run.relations[0] if run.relations else None,
                     "relations": run.relations, "tests": len(run.tests)}
+        twin = None
+        if run.twins:  # the first twin a test used; every twin's name in campaign.twins
+            twin = next(iter(run.twins.values()))
+            campaign["twins"] = [t["name"] for t in run.twins.values()]
+        main = (run.relations[0] or {}).get("name") if run.relations else run.mut.task.name
         write_summary(run.folder, build_summary(model=model_info(run.mut), campaign=campaign, status=status,
                                                 stats=run.stats, tracker=run.tracker,
-                                                duration_s=time.perf_counter() - run.start, tests=run.tests))
+                                                duration_s=time.perf_counter() - run.start, tests=run.tests,
+                                                twin=twin, twin_stats=run.twin_stats, relation=main))
 
     def finish(self) -> None:
         """Close every model's report: save its coverage and mark its summary complete."""

@@ -17,7 +17,9 @@ from deeptest_iot.errors import ConfigError
 
 #: ``--dt-model sample:dave2_steering`` tests a sample model shipped with deeptest-iot.
 SAMPLE_PREFIX = "sample:"
-PATHS = ("model", "seeds", "labels", "out")
+PATHS = ("model", "seeds", "labels", "out", "twin")
+#: ``--dt-twin int8`` (float16, dynamic, onnx): the twin ``deeptest-iot convert`` wrote beside the model.
+TWIN_KINDS = ("int8", "float16", "dynamic", "onnx")
 
 
 def plugin_default(option):
@@ -51,6 +53,7 @@ class Settings:
     budget: int
     coverage: tuple[str, ...]
     trust: bool
+    twin: Path | str | None = None  # a path, or a conversion target (int8, ...) for the twin beside the model
 
     @classmethod
     def from_config(cls, config) -> "Settings":
@@ -71,10 +74,11 @@ class Settings:
                 value = o.coerce(raw, source, from_text=True)
             except ConfigError as exc:
                 raise pytest.UsageError(f"deeptest-iot: {exc}") from None
-            if o.name in PATHS and not (o.name == "model" and value.startswith(SAMPLE_PREFIX)):
+            if o.name in PATHS and not (o.name == "model" and value.startswith(SAMPLE_PREFIX)) \
+                    and not (o.name == "twin" and value in TWIN_KINDS):
                 value = (base / os.path.expanduser(value)).resolve()
             values[o.name] = value
         report = values["out"] or Path(config.rootpath) / plugin_default(BY_NAME["out"])
         return cls(model=values["model"], seeds=values["seeds"], labels=values["labels"],
                    n_seeds=values["n_seeds"], report=Path(report), budget=values["budget"],
-                   coverage=tuple(values["coverage"]), trust=bool(values["trust_model"]))
+                   coverage=tuple(values["coverage"]), trust=bool(values["trust_model"]), twin=values["twin"])
