@@ -38,6 +38,14 @@ def brightness_steering_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def clipped_steering_path(tmp_path_factory) -> Path:
+    """clip.keras: the bright model clipped at 0.5625 (toy_models.CLIP): the same answer as bright.keras on
+    frames of mean brightness up to 0.5 (pixel 127.5), 0.5625 on brighter ones. A twin by construction."""
+    return _saved(tmp_path_factory, "clip", toy_models.clipped_brightness_steering(toy_models.CLIP, "clip"),
+                  'task = "steering"\ninput_size = [32, 32]\n')
+
+
+@pytest.fixture(scope="session")
 def constant_steering_path(tmp_path_factory) -> Path:
     """steady.keras: the brightness steering model with gain 0, so it always answers 0."""
     return _saved(tmp_path_factory, "steady", toy_models.brightness_steering(0.0, "steady"),

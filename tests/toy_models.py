@@ -224,6 +224,23 @@ def brightness_steering(gain: float, name: str):
     return model
 
 
+#: Where the clipped twin of the brightness model saturates: 1.125 * 0.5, the bright model's answer at
+#: mean brightness 0.5.
+CLIP = 0.5625
+
+
+def clipped_brightness_steering(limit: float, name: str):
+    """The brightness steering model (gain 1: 1.125 * mean brightness) with its answer clipped at
+    ``limit`` by a ReLU(max_value) layer "clip": a stand-in "twin" that agrees with ``bright`` exactly
+    on frames darker than limit / 1.125 and answers ``limit`` on brighter ones, as an int8 twin whose
+    output quantisation saturates does."""
+    import keras
+
+    base = brightness_steering(1.0, name + "_base")
+    out = keras.layers.ReLU(max_value=limit, name="clip")(base.output)
+    return keras.Model(base.input, out, name=name)
+
+
 def brightness_classifier(size: int, threshold: float, name: str):
     """size x size two-class classifier on the mean brightness: global average -> dense "probs" with
     softmax; class 1 (the bright class) wins exactly when the mean brightness is above ``threshold``
