@@ -415,3 +415,47 @@ def test_frames_the_model_already_gets_wrong_do_not_fail_a_test(pytester, models
     assert [f["seed_id"] for f in findings if f.get("seed_failed")] == ["input-3"]
     summary = json.loads((pytester.path / "qa" / "summary.json").read_text())
     assert summary["failing_seed_inputs"] == {"tried": 2, "findings": 1}
+
+
+# -- a model against its twin: assert_equivalent -----------------------------------------------------------
+
+def test_assert_equivalent_against_a_twin(pytester, models, clipped_steering_path, mean_intensity_steering_path):
+    """``clip`` is ``bright`` with its answer clipped at 0.5625 (toy_models.CLIP): by hand the two agree on
+    a frame of pixel value 60 (0.265 each) and disagree on one of value 200 (0.882 against 0.5625)."""
+    pytester.makepyfile(f'''
+        import numpy as np
+        import pytest
+
+        def frames(*values):
+            return np.stack([np.full((32, 32, 3), v, np.uint8) for v in values])
+
+        def test_agrees_on_dark_frames(model_under_test, twin_under_test, metamorphic):
+            result = metamorphic.assert_equivalent(model_under_test, twin_under_test, frames(60, 100))
+            assert result.checked == 2 and result.relation == "differential"
+            assert np.allclose(result.outputs_before, result.outputs_after, atol=1e-5)
+
+        def test_disagrees_on_a_bright_frame(model_under_test, twin_under_test, metamorphic):
+            metamorphic.assert_equivalent(model_under_test, twin_under_test, frames(60, 200))
+
+        def test_a_twin_of_another_model(model_under_test, metamorphic):
+            metamorphic.assert_equivalent(model_under_test, {str(mean_intensity_steering_path)!r}, frames(60))
+    ''')
+    result = _run(pytester, f"--dt-model={models['bright']}", f"--dt-twin={clipped_steering_path}",
+                  "--dt-report=qa", "--dt-coverage=none")
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    assert "1 of 2 input(s): twin 'clip' disagreed with model 'bright' on the images themselves" in out
+    assert "relation: |twin - model| <= 0.02 on the same frame" in out
+    result.stdout.fnmatch_lines(["E         input 1 (*): model +0.882*, twin +0.562*; |twin - model| 0.3*> 0.02*"])
+    result.stdout.fnmatch_lines(["deeptest-iot: twin 'mean_intensity' of 'bright': the twin takes 24x48 inputs but the "
+                                 "float model takes 32x32; *"])
+    report = pytester.path / "qa"
+    findings = [json.loads(line) for line in (report / "findings.jsonl").read_text().splitlines()]
+    assert [f["relation"] for f in findings] == ["differential"]
+    assert findings[0]["before"] == pytest.approx(1.125 * 200 / 255, abs=1e-4)
+    assert findings[0]["after"] == pytest.approx(0.5625, abs=1e-5) and findings[0]["twin"] == "clip"
+    frame = [w for w in out.split() if w.endswith("_trans.png")]
+    assert frame and Path(frame[0]).is_file()  # the frame both models saw
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["relations"]["differential"]["inputs_tried"] == 4
+    assert summary["relations"]["differential"]["findings"] == 1 and summary["twin"]["name"] == "clip"

@@ -28,6 +28,7 @@ from deeptest_iot.model.core import load_model  # noqa: E402
 from deeptest_iot.results.writer import CampaignStats, FindingsWriter  # noqa: E402
 from deeptest_iot.tasks.differential import differential_oracle_for  # noqa: E402
 from deeptest_iot.transforms import Chain  # noqa: E402
+import toy_models  # noqa: E402
 from toy_models import CLIP  # noqa: E402
 
 DELTA = 0.02  # the differential relation's default bound (rad)
@@ -50,7 +51,7 @@ def seeds_dir(tmp_path_factory) -> Path:
 
 
 def _opts(model, twin, seeds, out, **kw):
-    base = dict(model=str(model), twin=str(twin), seeds=str(seeds), strategy="deeptest", budget=48, batch_size=8,
+    base = dict(model=str(model), twin=None if twin is None else str(twin), seeds=str(seeds), strategy="deeptest", budget=48, batch_size=8,
                 coverage=(), transforms=("brightness", "contrast"), realism="off", seed=3, out=str(out))
     base.update(kw)
     return CampaignOptions(**base)
@@ -166,6 +167,20 @@ def test_disagreement_gains_reach_the_strategy(brightness_steering_path, clipped
     assert run([200, 255]).gains.tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("strategy", ["deeptest", "deephunter"])
+def test_the_search_keeps_and_mutates_inputs_that_raise_disagreement(strategy, brightness_steering_path,
+                                                                    clipped_steering_path, seeds_dir, tmp_path):
+    """No coverage tracked: without a twin no input ever gains, so the guided search never extends a chain;
+    with the twin, inputs that raise its disagreement are kept and transformed again (longer chains)."""
+    links = {}
+    for twin in (None, clipped_steering_path):
+        out = tmp_path / f"with-{twin is not None}"
+        summary = run_campaign(_opts(brightness_steering_path, twin, seeds_dir, out, strategy=strategy)).summary
+        links[twin is not None] = max(len(name.split("+")) for name in summary["per_transform"])
+    start = 1 if strategy == "deephunter" else 2  # DeepTest's first chains have two links
+    assert links[False] == start and links[True] > start
+
+
 def test_resume_with_a_twin_gives_the_same_findings(brightness_steering_path, clipped_steering_path, seeds_dir,
                                                     tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
@@ -207,6 +222,19 @@ def test_coverage_on_the_twin(brightness_steering_path, clipped_steering_path, s
     assert list(per_layer) == ["conv", "steer", "clip"]  # the twin's layers, "clip" its own
 
 
+def _int8_without_quantisation(folder: Path) -> Path:
+    """A 32x32 LiteRT model whose int8 input carries no scale or zero point."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.int8)])
+    def f(x):
+        return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2, 3])[:, None]
+
+    path = folder / "noparams.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
+    return path
+
+
 def test_cli_run_with_a_twin_and_bad_twins(brightness_steering_path, clipped_steering_path,
                                           mean_intensity_steering_path, seeds_dir, tmp_path):
     runner = CliRunner()
@@ -216,8 +244,12 @@ def test_cli_run_with_a_twin_and_bad_twins(brightness_steering_path, clipped_ste
     assert ok.exit_code == 1, ok.output
     assert "differential findings from 16 inputs" in ok.output
     assert "the twin already disagrees with the model on 2 of 4 seeds (c140.png, d230.png)" in ok.output
+    two = tmp_path / "two.keras"  # no card beside it: it takes the float model's (steering, 32x32)
+    toy_models.brightness_classifier(32, 0.5, "two").save(two)
     cases = [
         (["--twin", str(mean_intensity_steering_path)], "twin takes 24x48 inputs but the float model takes 32x32"),
+        (["--twin", str(two)], "output 0 has shape [2] in the twin but [1] in the float model"),
+        (["--twin", str(_int8_without_quantisation(tmp_path))], "int8 but carries no quantisation parameters"),
         (["--twin", "int8"], "no bright.int8.tflite beside"),
         (["--twin", str(tmp_path / "none.tflite")], "no such file"),
         (["--coverage-on", "twin"], "--coverage-on twin needs a twin"),
