@@ -449,6 +449,8 @@ def test_assert_equivalent_against_a_twin(pytester, models, clipped_steering_pat
     result.stdout.fnmatch_lines(["E         input 1 (*): model +0.882*, twin +0.562*; |twin - model| 0.3*> 0.02*"])
     result.stdout.fnmatch_lines(["deeptest-iot: twin 'mean_intensity' of 'bright': the twin takes 24x48 inputs but the "
                                  "float model takes 32x32; *"])
+    result.stdout.fnmatch_lines(["model bright (*): 0 input(s) checked against its relation by * test(s), 0 finding(s)*",
+                                 "  twin clip: 4 input(s) compared, 1 differential finding(s) (25.0%)"])
     report = pytester.path / "qa"
     findings = [json.loads(line) for line in (report / "findings.jsonl").read_text().splitlines()]
     assert [f["relation"] for f in findings] == ["differential"]

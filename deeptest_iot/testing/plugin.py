@@ -163,7 +163,9 @@ def pytest_terminal_summary(terminalreporter, config):
         apart = s.apart["findings"]
         found = s.found - apart
         rate = found / (s.tried - s.apart["tried"]) if s.tried > s.apart["tried"] else 0.0
-        tr.write_line(f"model {run.mut.name} ({run.mut.fingerprint[:19]}...): {s.tried} input(s) checked by "
+        twins = run.twin_stats is not None and run.twin_stats.tried
+        by = " against its relation" if twins else ""  # the twins' own figures follow on their line
+        tr.write_line(f"model {run.mut.name} ({run.mut.fingerprint[:19]}...): {s.tried} input(s) checked{by} by "
                       f"{len(run.tests)} test(s), {found} finding(s) ({rate:.1%})")
         if s.apart["tried"]:
             tr.write_line(f"  not counted: {s.apart['tried']} input(s) made from frames the model already gets wrong "
