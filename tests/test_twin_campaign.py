@@ -181,6 +181,18 @@ def test_the_search_keeps_and_mutates_inputs_that_raise_disagreement(strategy, b
     assert links[False] == start and links[True] > start
 
 
+def test_an_unguided_search_tries_the_same_inputs_with_a_twin(brightness_steering_path, clipped_steering_path,
+                                                             seeds_dir, tmp_path):
+    """The random strategy takes no feedback: with or without a twin, the same inputs and the same task findings."""
+    runs = {}
+    for twin in (None, clipped_steering_path):
+        out = tmp_path / f"with-{twin is not None}"
+        run_campaign(_opts(brightness_steering_path, twin, seeds_dir, out, strategy="random"))
+        runs[twin is not None] = [{k: f[k] for k in ("case", "chain", "before", "after")}
+                                  for f in _findings(out) if f["relation"] == "steering"]
+    assert runs[False] and runs[False] == runs[True]
+
+
 def test_resume_with_a_twin_gives_the_same_findings(brightness_steering_path, clipped_steering_path, seeds_dir,
                                                     tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
@@ -258,6 +270,7 @@ def test_cli_run_with_a_twin_and_bad_twins(brightness_steering_path, clipped_ste
         r = runner.invoke(main, base + extra + ["--out", str(tmp_path / f"bad{i}")])
         assert r.exit_code == 2, (extra, r.output)
         assert message in r.output and "Traceback" not in r.output
+        assert not (tmp_path / f"bad{i}").exists()  # refused before anything is written
         assert len([line for line in r.output.splitlines() if line.strip()]) == 1, r.output
 
 
