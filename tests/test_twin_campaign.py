@@ -294,3 +294,36 @@ def test_the_sample_model_against_its_shipped_int8_twin(tmp_path):
     assert s["twin"]["check"]["float_only_layers"] == ["steer"]
     assert "steer" not in s["coverage"]["nc:0.5"]["per_layer"]
     assert s["relations"]["differential"]["inputs_tried"] == 32
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_a_classifier_against_a_twin_with_another_threshold(day_night_classifier_path, seeds_dir, tmp_path):
+    """daynight says "day" above mean brightness 0.3 (p(day) = sigmoid(20 (b - 0.3))); its "twin" dusk above
+    0.5 (toy_models.brightness_classifier, no card of its own: it takes daynight's). By hand they disagree
+    exactly on frames of mean brightness in (0.3, 0.5]: of the seeds, b100 (0.392), with disagreement
+    |p_float(day) - p_twin(day)| + 1 (the top-1 class changed) = sigmoid(1.843) - sigmoid(-2.157) + 1."""
+    dusk = tmp_path / "dusk.keras"
+    toy_models.brightness_classifier(32, 0.5, "dusk").save(dusk)
+    out = tmp_path / "o"
+    result = run_campaign(_opts(day_night_classifier_path, dusk, seeds_dir, out, budget=32))
+    seeds = result.summary["twin"]["seed_disagreements"]
+    b = 100 / 255
+    expected = _sigmoid(20 * (b - 0.3)) - _sigmoid(20 * (b - 0.5)) + 1
+    assert (seeds["count"], seeds["ids"]) == (1, ["b100.png"])
+    assert seeds["max_disagreement"] == pytest.approx(expected, abs=1e-4)
+    assert result.summary["twin"]["relation"]["name"] == "differential"
+    from deeptest_iot.results.reader import open_run
+    from deeptest_iot.results.render import Renderer
+
+    renderer = Renderer(open_run(out))
+    diff = [f for f in _findings(out) if f["relation"] == "differential"]
+    assert diff
+    for f in diff:
+        m = renderer.transformed(f).astype(np.float64).mean() / 255  # the frame both saw, by hand
+        assert 0.3 < m <= 0.5 + 1e-3
+        assert (f["before"]["label"], f["after"]["label"]) == (1, 0)  # day, night
+        p, q = _sigmoid(20 * (m - 0.3)), _sigmoid(20 * (m - 0.5))
+        assert f["details"]["disagreement"] == pytest.approx(p - q + 1, abs=2e-3)
