@@ -86,3 +86,22 @@ def test_bad_options_and_outputs():
         make_differential_oracle("steering").check([0.1, 0.2], [0.1])
     with pytest.raises(OutputError, match="NaN"):
         make_differential_oracle("steering").check([0.1], [np.nan])
+
+
+def test_disagreement_by_hand():
+    """The fitness a search climbs (``disagreement`` in every detail, also where the relation holds)."""
+    from deeptest_iot.tasks.differential import disagreement
+
+    v = make_differential_oracle("steering").check([0.5, 0.5, -0.25, 0.0], [0.515625, 0.53125, -0.25, 0.02])
+    np.testing.assert_allclose(disagreement(v), [0.015625, 0.03125, 0.0, 0.02])
+    # classification: the gap in the float top-1's probability, + 1 when the twin's top-1 is another class
+    f = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.5, 0.5, 0.0]])
+    t = np.array([[0.6, 0.3, 0.1], [0.3, 0.45, 0.25], [0.5, 0.5, 0.0]])
+    np.testing.assert_allclose(disagreement(make_differential_oracle("classification").check(f, t)),
+                               [0.1, 1.1, 0.0], atol=1e-12)
+    # detection: objects counted by the relation + the largest 1 - IoU of a confident box with its match
+    ref = _det([[0, 0, 10, 10]], [0.9], [0])
+    twin_out = [_det([[1, 0, 11, 10]], [0.8], [0]), _det([[6, 0, 16, 10]], [0.8], [0]),
+                _det([[0, 0, 10, 10]], [0.8], [1]), _det([[0, 0, 10, 10]], [0.2], [0])]
+    v = make_differential_oracle("detection").check([ref, ref, ref, _det([], [], [])], twin_out)
+    np.testing.assert_allclose(disagreement(v), [1 - 90 / 110, 2 + 1 - 40 / 160, 1 + 1, 0.0], atol=1e-6)
