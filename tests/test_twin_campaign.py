@@ -327,3 +327,14 @@ def test_a_classifier_against_a_twin_with_another_threshold(day_night_classifier
         assert (f["before"]["label"], f["after"]["label"]) == (1, 0)  # day, night
         p, q = _sigmoid(20 * (m - 0.3)), _sigmoid(20 * (m - 0.5))
         assert f["details"]["disagreement"] == pytest.approx(p - q + 1, abs=2e-3)
+
+
+def test_export_leaves_the_differential_findings_out(twin_run, tmp_path):
+    from deeptest_iot.results.export import export_findings
+
+    _, out = twin_run
+    findings = _findings(out)
+    own = sorted(f["id"] for f in findings if f["relation"] == "steering")
+    result = export_findings(out, tmp_path / "train")
+    assert result.count == len(own) and result.left_out == len(findings) - len(own) > 0
+    assert sorted(np.load(result.npz)["ids"].tolist()) == own

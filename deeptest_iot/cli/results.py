@@ -134,6 +134,9 @@ def export(out_dir: Path, to_dir: Path, force: bool) -> None:
 
     result = export_findings(out_dir, to_dir, force=force)
     click.echo(f"exported {result.count} {result.task} findings to {result.folder} (and {result.npz.name})")
+    if result.left_out:
+        click.echo(f"  {result.left_out} differential findings of the twin left out: their only reference is the "
+                   "float model's own answer")
 
 
 @click.command("validate")

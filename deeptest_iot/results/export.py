@@ -14,6 +14,10 @@ The label each transformed frame should have had is the task's rule (``Task.expo
   their classes). Boxes with no area left after mapping are dropped. A detection finding without
   ``details.expected`` cannot be exported (its mapped boxes are unknown) and raises InputError.
 
+Only the findings of the task's relation are exported. A twin campaign's differential findings
+(``relation: "differential"``, docs/twins.md) are left out and counted in ``ExportResult.left_out``:
+their only reference is the float model's own answer on the frame, not what the frame should get.
+
 Layout of ``--to DIR``::
 
     images/<finding id>.png   the transformed frames, as PNG
@@ -37,7 +41,7 @@ import numpy as np
 
 from deeptest_iot.errors import ConfigError, InputError, UnsupportedError
 from deeptest_iot.fileio import atomic_write, atomic_write_bytes, atomic_write_text, ensure_dir
-from deeptest_iot.results.reader import open_run
+from deeptest_iot.results.reader import findings_of, open_run
 from deeptest_iot.results.render import Renderer
 from deeptest_iot.results.writer import encode_png
 
@@ -50,6 +54,7 @@ class ExportResult:
     task: str
     folder: Path
     npz: Path
+    left_out: int = 0  # findings of another relation (a twin's differential findings), not exported
 
 
 #: The list of files an export wrote into its folder: ``--force`` replaces these and nothing else.
@@ -92,7 +97,8 @@ def export_findings(out_dir: str | Path, to_dir: str | Path, force: bool = False
         raise UnsupportedError(f"cannot export findings of task {run.task!r}")
     task = TASKS[run.task]
     to_dir = Path(to_dir)
-    findings = sorted(run.findings, key=lambda f: str(f["id"]))
+    own = findings_of(run)  # the task's relation's findings; a twin's differential ones are no training labels
+    findings = sorted(own, key=lambda f: str(f["id"]))
     targets = [task.export_target(f) for f in findings]  # first: a finding that cannot be exported fails before any write
     renderer = Renderer(run)
     images, shapes = [], set()
@@ -123,4 +129,5 @@ def export_findings(out_dir: str | Path, to_dir: str | Path, force: bool = False
     for name in stale:
         (to_dir / name).unlink(missing_ok=True)
     atomic_write_text(to_dir / MANIFEST, json.dumps({"files": sorted(names)}, indent=1))
-    return ExportResult(count=len(findings), task=run.task, folder=to_dir, npz=npz)
+    return ExportResult(count=len(findings), task=run.task, folder=to_dir, npz=npz,
+                        left_out=len(run.findings) - len(own))
