@@ -338,3 +338,33 @@ def test_export_leaves_the_differential_findings_out(twin_run, tmp_path):
     result = export_findings(out, tmp_path / "train")
     assert result.count == len(own) and result.left_out == len(findings) - len(own) > 0
     assert sorted(np.load(result.npz)["ids"].tolist()) == own
+
+
+def test_validate_a_candidate_and_its_twin(twin_run, brightness_steering_path, clipped_steering_path, tmp_path):
+    """validate reruns a twin campaign on a candidate: with the candidate's --twin (here the same pair, so every
+    figure is the same); without one, a baseline twin given as a file is refused (it is the baseline's)."""
+    _, baseline = twin_run
+    runner = CliRunner()
+    base = ["validate", "--model", str(brightness_steering_path), "--baseline", str(baseline), "-q"]
+    r = runner.invoke(main, base + ["--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "give the candidate's twin with --twin" in r.output and "Traceback" not in r.output
+    r = runner.invoke(main, base + ["--twin", str(clipped_steering_path), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "differential: seed frames" in r.output and "REGRESSION" not in r.output
+    assert _findings(tmp_path / "b") == _findings(baseline)
+
+
+def test_validate_carries_a_twin_kind_over(twin_run, brightness_steering_path, tmp_path):
+    """A baseline that named its twin by kind (--twin int8) validates the candidate against the candidate's int8 twin."""
+    import shutil
+
+    from deeptest_iot.engine.nightly import options_from_baseline
+
+    _, baseline = twin_run
+    copy = tmp_path / "baseline"
+    shutil.copytree(baseline, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["campaign"]["twin"] = "int8"
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert options_from_baseline(copy, str(brightness_steering_path), tmp_path / "o").twin == "int8"
+    assert options_from_baseline(copy, str(brightness_steering_path), tmp_path / "o", twin="x.tflite").twin == "x.tflite"

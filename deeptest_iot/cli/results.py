@@ -153,6 +153,9 @@ def export(out_dir: Path, to_dir: Path, force: bool) -> None:
               help="The candidate's training-activation profile [beside the model, else the seeds].")
 @click.option("--trust-model", is_flag=True, default=False,
               help="Load Lambda bytecode in the candidate model. DANGEROUS: runs code from the file.")
+@click.option("--twin", default=None, metavar="PATH|int8|float16|dynamic|onnx",
+              help="A baseline run with --twin: the candidate's twin [the baseline's int8/float16/... kind, beside "
+                   "the candidate].")
 @click.option("--own-bound", is_flag=True, default=False,
               help="Steering with labels: bound the candidate by lambda * its own MSE on the seeds (DeepTest's "
                    "definition) instead of the baseline's; a candidate worse on clean frames then gets a looser bound.")
@@ -160,7 +163,8 @@ def export(out_dir: Path, to_dir: Path, force: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.pass_context
 def validate(ctx: click.Context, model: str, baseline: Path, out_dir: Path, junit_file: Path | None,
-             json_file: Path | None, card: str | None, profile: str | None, trust_model: bool, own_bound: bool,
+             json_file: Path | None, card: str | None, profile: str | None, trust_model: bool, twin: str | None,
+             own_bound: bool,
              config: Path | None, max_error_rate_increase: float | None, max_coverage_drop: float | None,
              max_violation_increase: float | None, quiet: bool) -> None:
     """Rerun the campaign of BASELINE on the candidate --model, compare, and write the HTML report,
@@ -176,7 +180,7 @@ def validate(ctx: click.Context, model: str, baseline: Path, out_dir: Path, juni
     echo = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True, nl=False))
     result = run_validation(model, baseline, out_dir, thresholds, card=card, trust_model=trust_model,
                             profile=profile, junit_path=junit_file, json_path=json_file, echo=echo,
-                            tty=sys.stderr.isatty(), own_bound=own_bound)
+                            tty=sys.stderr.isatty(), own_bound=own_bound, twin=twin)
     click.echo(result.comparison.format_table())
     click.echo(f"report {result.report}, comparison {result.json}, JUnit {result.junit}")
     ctx.exit(result.exit_code)

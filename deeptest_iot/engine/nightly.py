@@ -43,8 +43,13 @@ class Validation:
 
 
 def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path, card: str | None = None,
-                          trust_model: bool = False, profile: str | None = None, own_bound: bool = False):
+                          trust_model: bool = False, profile: str | None = None, own_bound: bool = False,
+                          twin: str | None = None):
     """The baseline's CampaignOptions with the candidate's model-specific settings.
+
+    A baseline with a twin: the candidate is compared with ``twin`` when given; else with the twin
+    of the same kind beside it when the baseline named its twin by kind (``--twin int8``); a baseline
+    twin given as a file is refused (ConfigError): it is the baseline model's twin, not the candidate's.
 
     Raises InputError for a bad folder and IncomparableRunsError when the baseline cannot be
     reproduced by this version (other tool version, or not complete): checked before the
@@ -71,6 +76,15 @@ def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path,
         values["budget"] = summary["inputs_tried"]
     values.update(model=str(model), card=card, trust_model=bool(trust_model), profile=profile, out=str(out),
                   resume=False)
+    if twin is not None:
+        values["twin"] = str(twin)
+    elif values.get("twin") is not None:
+        from deeptest_iot.errors import ConfigError
+        from deeptest_iot.model.twins import TWIN_KINDS
+
+        if str(values["twin"]) not in TWIN_KINDS:
+            raise ConfigError(f"baseline {baseline_dir} compared its model with the twin {values['twin']}, which is "
+                              "not the candidate's: give the candidate's twin with --twin")
     # DeepTest's labelled bound is lambda * the model's own MSE on the seeds: a candidate that got worse
     # on clean frames would loosen its own bound and look better. Judge it by the baseline's bound.
     baseline_mse = ((recorded.get("relation") or {}).get("mse_orig"))
@@ -84,13 +98,14 @@ def options_from_baseline(baseline_dir: str | Path, model: str, out: str | Path,
 def validate(model: str, baseline_dir: str | Path, out_dir: str | Path, thresholds: Thresholds | None = None,
              card: str | None = None, trust_model: bool = False, profile: str | None = None,
              junit_path: str | Path | None = None, json_path: str | Path | None = None,
-             echo: Callable[[str], None] | None = None, tty: bool = False, own_bound: bool = False) -> Validation:
+             echo: Callable[[str], None] | None = None, tty: bool = False, own_bound: bool = False,
+             twin: str | None = None) -> Validation:
     """Run the baseline's campaign on ``model`` into ``out_dir``, compare, and write the results."""
     from deeptest_iot.engine.campaign import run_campaign
 
     out_dir = Path(out_dir)
     opts = options_from_baseline(baseline_dir, model, out_dir, card=card, trust_model=trust_model, profile=profile,
-                                 own_bound=own_bound)
+                                 own_bound=own_bound, twin=twin)
     run_campaign(opts, echo=echo, tty=tty)
     comparison = compare_runs(baseline_dir, out_dir, thresholds or Thresholds())
     report = write_report(out_dir)
