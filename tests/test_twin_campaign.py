@@ -265,6 +265,7 @@ def test_cli_run_with_a_twin_and_bad_twins(brightness_steering_path, clipped_ste
         (["--twin", "int8"], "no bright.int8.tflite beside"),
         (["--twin", str(tmp_path / "none.tflite")], "no such file"),
         (["--coverage-on", "twin"], "--coverage-on twin needs a twin"),
+        (["--twin", str(clipped_steering_path), "--engine", "ray"], "--twin runs on the local engine only"),
     ]
     for i, (extra, message) in enumerate(cases):
         r = runner.invoke(main, base + extra + ["--out", str(tmp_path / f"bad{i}")])

@@ -51,6 +51,9 @@ def run_campaign(opts: CampaignOptions, echo: Callable[[str], None] | None = Non
 def campaign_class(opts: CampaignOptions, checkpoint: dict | None):
     """The engine that runs a campaign: this process (``Campaign``) or Ray actors (docs/distributed.md)."""
     if opts.engine == "ray":
+        if opts.twin is not None:
+            raise ConfigError("--twin runs on the local engine only (the Ray workers do not load a twin yet): leave "
+                              "out --engine ray")
         from deeptest_iot.engine.ray_engine import RayCampaign
 
         return RayCampaign
