@@ -266,6 +266,7 @@ class _Shard:
         self.seeds, self.labels, self.failing = payload["seeds"], payload["labels"], payload["failing"]
         self.ref = SimpleNamespace(outputs=payload["reference"])
         self.oracle = payload["oracle"]
+        self.twin_oracle = self.twin_failing = None  # twins run on the local engine only (campaign_class)
         self.strategy = make_strategy(opts.strategy, len(self.seeds), payload["transforms"], opts.seed,
                                       max_links=opts.max_links)
         self.strategy.restore(state)
