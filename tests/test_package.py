@@ -39,3 +39,31 @@ def test_console_script_installed():
                          cwd="/")
     assert out.returncode == 0, out.stderr
     assert deeptest_iot.__version__ in out.stdout
+
+
+def _imports(package_root):
+    """(module file, imported module, imported names) for every `from X import ...` in our packages."""
+    import ast
+    from pathlib import Path
+
+    for path in sorted(Path(package_root).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                yield path, node.module, [alias.name for alias in node.names]
+
+
+def test_layering_no_private_name_across_modules_and_no_cli_below_the_cli():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    problems = []
+    for folder in ("deeptest_iot", "transforms", "coverage", "sample_models"):
+        for path, module, names in _imports(root / folder):
+            ours = module.startswith(("deeptest_iot", "transforms", "coverage", "sample_models"))
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if ours and private:
+                problems.append(f"{path.relative_to(root)} imports {private} from {module}")
+            below_cli = "cli" not in path.relative_to(root).parts and path.name != "__main__.py"
+            if below_cli and module.startswith("deeptest_iot.cli"):
+                problems.append(f"{path.relative_to(root)} imports the CLI module {module}")
+    assert problems == []

@@ -47,7 +47,7 @@ from deeptest_iot.errors import ConfigError
 from deeptest_iot.tasks.base import Verdicts, make_verdicts, number
 from deeptest_iot.tasks.classification import ClassificationOracle
 from deeptest_iot.tasks.detection import DEFAULT_IOU_THRESHOLD, DEFAULT_SCORE_THRESHOLD, DetectionOracle
-from deeptest_iot.tasks.steering import _vector
+from deeptest_iot.tasks.steering import output_vector
 
 __all__ = ["DifferentialOracle", "make_differential_oracle", "differential_oracle_for", "disagreement", "option_names", "DEFAULT_DELTA",
            "RELATION"]
@@ -130,8 +130,8 @@ class DifferentialOracle:
         return Verdicts(RELATION, v.failed, v.violation, v.threshold, details)
 
     def _steering(self, float_outputs, twin_outputs, labels) -> Verdicts:
-        ref = _vector("float model outputs", float_outputs)
-        out = _vector("twin outputs", twin_outputs, ref.shape[0])
+        ref = output_vector("float model outputs", float_outputs)
+        out = output_vector("twin outputs", twin_outputs, ref.shape[0])
         deviation = np.abs(out - ref)
         failed = deviation > self.delta
         threshold = np.full(ref.shape[0], self.delta)

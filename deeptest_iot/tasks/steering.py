@@ -28,7 +28,7 @@ DEFAULT_LAMBDA = 5.0
 DEFAULT_DELTA = 0.1
 
 
-def _vector(name: str, values, n: int | None = None) -> np.ndarray:
+def output_vector(name: str, values, n: int | None = None) -> np.ndarray:
     """(N,) or (N, 1) model outputs as a float64 (N,) array."""
     try:
         arr = np.asarray(values, dtype=np.float64)
@@ -61,7 +61,7 @@ def labels_vector(labels, n: int) -> np.ndarray:
 
 def steering_mse(predictions, labels) -> float:
     """The model's mean squared error on the seeds (DeepTest's MSE_orig); NaN labels are skipped."""
-    preds = _vector("seed predictions", predictions)
+    preds = output_vector("seed predictions", predictions)
     labs = labels_vector(labels, preds.shape[0])
     have = ~np.isnan(labs)
     if not have.any():
@@ -94,9 +94,9 @@ class SteeringOracle:
         ``labels`` (N,) are the seeds' true angles; NaN marks an unlabelled seed, which is judged by
         the ``delta`` rule. Labelled inputs need ``mse_orig``. ``frame_size`` is unused here.
         """
-        ref = _vector("reference outputs", reference_outputs)
+        ref = output_vector("reference outputs", reference_outputs)
         n = ref.shape[0]
-        out = _vector("outputs", outputs, n)
+        out = output_vector("outputs", outputs, n)
         flipped = np.asarray(per_chain(per_input_chains(transforms, n), lambda c: c.mirrors_horizontally), bool)
         sign = np.where(flipped, -1.0, 1.0)
 
@@ -300,4 +300,4 @@ def steering_gain(findings: Sequence[dict], units: str = "radians") -> float:
 
 TASK = SteeringTask()
 __all__ = ["DEFAULT_DELTA", "DEFAULT_LAMBDA", "SteeringOracle", "SteeringTask", "TASK", "expected_steering",
-           "labels_vector", "steering_gain", "steering_mse"]
+           "labels_vector", "output_vector", "steering_gain", "steering_mse"]
