@@ -65,6 +65,21 @@ def apply_lut(batch: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return out
 
 
+def apply_luts(batch: np.ndarray, luts) -> np.ndarray:
+    """Image i through its own table ``luts[i]`` ((256,) for all channels or (256, 3) per channel):
+    one cv2.LUT per image in a tight loop, each exactly what ``apply_lut`` does to that image alone."""
+    n, h, w, c = batch.shape
+    out = np.empty_like(batch)
+    flat_in, flat_out = batch.reshape(n, h, w * c), out.reshape(n, h, w * c)
+    for i, lut in enumerate(luts):
+        lut = np.ascontiguousarray(lut, dtype=np.uint8)
+        if lut.ndim == 1:
+            cv2.LUT(flat_in[i], lut, dst=flat_out[i])
+        else:
+            cv2.LUT(batch[i], lut.reshape(256, 1, c), dst=out[i])
+    return out
+
+
 def blend(batch: np.ndarray, weight, offset) -> np.ndarray:
     """``batch * weight + offset`` for a convex blend (weight in [0, 1], offset <= 255 (1 - weight)).
 

@@ -113,6 +113,14 @@ class TransformSpec:
     mapping input pixel coordinates to output ones (geometric transforms only).
     ``is_identity(params)`` overrides the default test (every severity-driven parameter at its
     identity value).
+
+    ``seeded`` says whether the pixels depend on the randomness seed (rain drops, noise); a spec that
+    is not seeded gives the same pixels for every seed, so cases that differ only by their seed share
+    one call. ``apply_many(images, params_list, seeds)``, when given, transforms a batch in which
+    image i has its own parameters ``params_list[i]`` (validated, not the identity) and seed
+    ``seeds[i]``; it must return, byte for byte, what ``apply(images[i:i+1], params_list[i],
+    default_rng(seeds[i]))`` returns for every i (``many.apply_each`` uses it; tests/test_batched.py
+    checks the equality for every registered transform).
     """
 
     name: str
@@ -124,6 +132,8 @@ class TransformSpec:
     is_identity: Callable[[dict], bool] | None = field(default=None, repr=False)
     random_params: Callable[[np.random.Generator], dict] | None = field(default=None, repr=False)
     random_doc: str = ""
+    seeded: bool = True
+    apply_many: Callable[[np.ndarray, list, list], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def affine(self) -> bool:

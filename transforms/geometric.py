@@ -13,7 +13,6 @@ import math
 import cv2
 import numpy as np
 
-from .batch import per_image
 from .core import Param, TransformSpec, register
 
 
@@ -51,13 +50,34 @@ def hflip_matrix(h, w, p) -> np.ndarray:
     return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
+def _warp_into(dst: np.ndarray, image: np.ndarray, m: np.ndarray) -> None:
+    h, w = image.shape[:2]
+    cv2.warpAffine(image, m, (w, h), dst=dst, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
 def _warp(matrix_fn):
+    """(apply, apply_many) of the warp by ``matrix_fn``: one matrix for a batch, or one per image."""
     def apply(batch, p, rng):
         _, h, w, _ = batch.shape
         m = matrix_fn(h, w, p)[:2]
-        return per_image(batch, lambda im: cv2.warpAffine(im, m, (w, h), flags=cv2.INTER_LINEAR,
-                                                          borderMode=cv2.BORDER_CONSTANT, borderValue=0))
-    return apply
+        out = np.empty_like(batch)
+        for i in range(len(batch)):
+            _warp_into(out[i], batch[i], m)
+        return out
+
+    def apply_many(batch, params, seeds):
+        _, h, w, _ = batch.shape
+        out = np.empty_like(batch)
+        for i, p in enumerate(params):
+            _warp_into(out[i], batch[i], matrix_fn(h, w, p)[:2])
+        return out
+    return apply, apply_many
+
+
+_translation, _translation_many = _warp(translation_matrix)
+_scale, _scale_many = _warp(scale_matrix)
+_shear, _shear_many = _warp(shear_matrix)
+_rotation, _rotation_many = _warp(rotation_matrix)
 
 
 def _hflip(batch, p, rng):
@@ -69,7 +89,7 @@ register(TransformSpec(
     "translation", "geometric",
     (Param("tx", -200, 200, 0, identity=0, extreme=100, pool=(-50, 49, 1), unit="px", doc="right is positive"),
      Param("ty", -200, 200, 0, identity=0, extreme=100, pool=(-50, 49, 1), unit="px", doc="down is positive")),
-    _warp(translation_matrix), matrix=translation_matrix,
+    _translation, matrix=translation_matrix, seeded=False, apply_many=_translation_many,
     doc="Shift the frame, black border. Severity 1 = (100, 100) px, the far end of DeepTest's sweep "
         "(10..100 px on both axes).",
     random_doc="tx and ty drawn independently from DeepTest's pool -50..49 px"))
@@ -78,7 +98,7 @@ register(TransformSpec(
     "scale", "geometric",
     (Param("factor", 0.5, 6.0, 1.0, identity=1.0, extreme=6.0, pool=(0.5, 1.9, 0.1),
            doc="> 1 zooms in, < 1 zooms out (black border)"),),
-    _warp(scale_matrix), matrix=scale_matrix,
+    _scale, matrix=scale_matrix, seeded=False, apply_many=_scale_many,
     doc="Zoom about the frame centre, same output size (DeepTest resized the whole frame). "
         "Severity 1 = 6.0, the far end of DeepTest's sweep."))
 
@@ -86,7 +106,7 @@ register(TransformSpec(
     "shear", "geometric",
     (Param("factor", -1.0, 1.0, 0.0, identity=0.0, extreme=1.0, pool=(-0.5, 0.4, 0.1),
            doc="x' = x - factor (y - cy): DeepTest's sign, about the centre row"),),
-    _warp(shear_matrix), matrix=shear_matrix,
+    _shear, matrix=shear_matrix, seeded=False, apply_many=_shear_many,
     doc="Horizontal shear about the centre row (DeepTest sheared about the top row, which also "
         "shifts the picture). Severity 1 = 1.0, the far end of DeepTest's sweep."))
 
@@ -94,12 +114,12 @@ register(TransformSpec(
     "rotation", "geometric",
     (Param("degrees", -180, 180, 0, identity=0, extreme=30, pool=(-30, 29, 1), unit="deg",
            doc="counter-clockwise on screen, about the frame centre"),),
-    _warp(rotation_matrix), matrix=rotation_matrix,
+    _rotation, matrix=rotation_matrix, seeded=False, apply_many=_rotation_many,
     doc="Rotate about the centre, black corners. Severity 1 = 30 deg, the far end of DeepTest's sweep."))
 
 register(TransformSpec(
     "hflip", "geometric",
     (Param("flip", 0, 1, 0, identity=0, extreme=1, integer=True, doc="1 = mirror left-right, 0 = identity"),),
-    _hflip, matrix=hflip_matrix, random_params=lambda rng: {"flip": 1},
+    _hflip, matrix=hflip_matrix, seeded=False, random_params=lambda rng: {"flip": 1},
     doc="Mirror left-right (the steering relation expects -angle). Flips at severity >= 0.5.",
     random_doc="always flips"))

@@ -170,7 +170,7 @@ register(TransformSpec(
     "jpeg", "sensor",
     (Param("quality", 1, 100, 100, identity=100, extreme=10, integer=True,
            doc="JPEG quality (OpenCV, 4:2:0); 100 means no re-encoding (the identity)"),),
-    _jpeg, doc="Compression artefacts of a low-bandwidth link: encode and decode at the quality. "
+    _jpeg, seeded=False, doc="Compression artefacts of a low-bandwidth link: encode and decode at the quality. "
                "Severity 1 = quality 10."))
 
 register(TransformSpec(

@@ -554,7 +554,7 @@ register(TransformSpec(
                   f"severity s gives {CLEAR_VISIBILITY_M:g} * ({FOG_VISIBILITY_1:g}/{CLEAR_VISIBILITY_M:g})^s"),
      Param("airlight", 0.0, 255.0, 225.0, unit="grey level", doc="brightness A of the fog (225: daylight)"),
      *geometry_params()),
-    _fog,
+    _fog, seeded=False,
     doc="Koschmieder: I = J t + A (1 - t), t = exp(-beta d), beta = 3.912 / visibility_m less the clear "
         f"air's; d: the road below the horizon (camera_height_m / sin(angle below it)), {FAR_M:g} m at and "
         f"above it, {SKY_M / 1000:g} km for pixels that look like sky. Static in time.",
@@ -607,5 +607,5 @@ register(TransformSpec(
      Param("x", 0.0, 1.0, 0.75, doc="sun column as a fraction of the width"),
      Param("y", 0.0, 1.0, 0.15, doc="sun row as a fraction of the height"),
      Param("radius", 0.05, 1.0, 0.35, doc="glare radius as a fraction of the frame diagonal")),
-    _glare, doc="Sun glare: a bright core, a veil over the whole frame (15% of the intensity) and "
+    _glare, seeded=False, doc="Sun glare: a bright core, a veil over the whole frame (15% of the intensity) and "
                 "two lens ghosts on the line through the centre."))
