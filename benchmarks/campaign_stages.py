@@ -15,6 +15,12 @@ main thread runs the model, so the stages can add up to more than the wall time)
   oracle      the relation's verdicts
   writing     findings.jsonl lines (and PNGs when they are written), summary and checkpoint files
   other       the rest of the loop on the main thread (wall time less the stages above)
+
+As a script it runs one campaign and prints the table (timings on a shared machine are indicative):
+  python benchmarks/campaign_stages.py                       # sample model dave2_steering, generated scenes
+  python benchmarks/campaign_stages.py --model M.keras --seeds FOLDER --max-seeds 200 --budget 1024
+  python benchmarks/campaign_stages.py --cprofile             # and cProfile's top entries
+bench_campaign.py uses the same timer for both of its campaigns (and can make a Dave-orig model).
 """
 
 from __future__ import annotations
@@ -123,3 +129,60 @@ class StageTimer:
         for s in (*self.STAGES[1:], "other"):
             rows.append(f"  {s:<11}{t[s]:8.2f} s   {100 * t[s] / loop:5.1f}% of the loop")
         return rows
+
+
+def main() -> None:
+    import argparse
+    import os
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    ap = argparse.ArgumentParser(description="Where one campaign's time goes, stage by stage.")
+    ap.add_argument("--model", default=None, help="model file (default: the sample model dave2_steering)")
+    ap.add_argument("--seeds", default=None, help="seed folder (default: generated scenes)")
+    ap.add_argument("--max-seeds", type=int, default=None)
+    ap.add_argument("--n-seeds", type=int, default=50, help="generated seeds when --seeds is not given")
+    ap.add_argument("--budget", type=int, default=2048)
+    ap.add_argument("--strategy", default=None, help="default: the tool's default strategy")
+    ap.add_argument("--work-size", default=None)
+    ap.add_argument("--cprofile", action="store_true")
+    args = ap.parse_args()
+
+    from deeptest_iot import sample_models
+    from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
+
+    with tempfile.TemporaryDirectory() as tmp:
+        values = {"model": args.model or str(sample_models.path("dave2_steering")), "budget": args.budget,
+                  "seed": 0, "out": os.path.join(tmp, "out")}
+        if args.seeds:
+            values["seeds"] = args.seeds
+            if args.max_seeds:
+                values["max_seeds"] = args.max_seeds
+        else:
+            values["n_seeds"] = args.n_seeds
+        for key in ("strategy", "work_size"):
+            if getattr(args, key):
+                values[key] = getattr(args, key)
+        opts = CampaignOptions(**values)
+        pr = None
+        with StageTimer() as timer:
+            if args.cprofile:
+                import cProfile
+
+                pr = cProfile.Profile()
+                pr.enable()
+            summary = run_campaign(opts).summary
+            if pr is not None:
+                pr.disable()
+    loop = summary["duration_s"]
+    print(f"{summary['inputs_tried']} inputs in {loop:.2f} s ({summary['inputs_tried'] / loop:.1f} inputs/s), "
+          f"{summary['findings']} findings; where the loop's time went (per thread, exclusive):")
+    print("\n".join(timer.lines(loop)))
+    if pr is not None:
+        import pstats
+
+        pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
