@@ -185,6 +185,23 @@ def test_gate_verdict_and_threshold_per_item(frames):
                                                                           DEFAULT_THRESHOLDS["photometric"]]
 
 
+def test_seed_copies_made_once_give_the_same_verdicts(frames):
+    """A campaign reduces its seeds once (seed_copies) and passes each batch's rows: same bytes."""
+    fog, shift = get("fog", severity=0.3), Chain([get("brightness", delta=20), get("translation", tx=9, ty=-4)])
+    idx = np.array([0, 2, 2, 3, 1, 0])
+    seeds = frames[idx]
+    mutants = np.concatenate([fog(seeds[:3]), shift(seeds[3:])])
+    chains = [fog] * 3 + [shift] * 3
+    gate = RealismGate()
+    copies = realism.seed_copies(frames, gate.size)
+    assert copies.dtype == np.uint8 and np.array_equal(copies.astype(np.float32), realism.small_grey(frames))
+    plain, cached = gate(seeds, mutants, chains), gate(seeds, mutants, chains, copies[idx])
+    for a, b in zip(plain, cached):
+        assert np.array_equal(a, b)
+    with pytest.raises(InputError, match="seed_small"):
+        gate(seeds, mutants, chains, copies[:2])
+
+
 def test_empty_batch(frames):
     r = RealismGate()(frames[:0], frames[:0], [])
     assert r.score.shape == r.ok.shape == r.threshold.shape == (0,)

@@ -215,6 +215,7 @@ class Campaign:
         if self.twin is not None:
             self._twin_on_seeds()
         self.gates = Gates.for_campaign(opts, self.mut, self.strategy_checks_validity(opts))
+        self.seed_small = self.gates.seed_copies(self.seeds.images)  # the seeds reduced once, not per batch
         self.transform_names = list(opts.transforms) if opts.transforms else list(REGISTRY)
         self.strategy = make_strategy(opts.strategy, len(self.seeds.images), self.transform_names, opts.seed,
                                       max_links=opts.max_links)
@@ -433,18 +434,21 @@ class Campaign:
         batch check on the rest, feed the strategy back; False when the gates left nothing to check."""
         idx = np.array([c.seed_index for c in cases])
         chains = [c.chain for c in cases]
-        verdict = self.gates(self.seeds.images[idx], images, chains)
+        seed_images = self.seeds.images[idx]
+        verdict = self.gates(seed_images, images, chains,
+                             None if self.seed_small is None else self.seed_small[idx])
         self.stats.reject(verdict.rejected_by)
         keep = np.flatnonzero(verdict.keep)
         if len(keep) < len(cases):  # the strategy learns that rejected mutants added nothing
             dropped = [cases[i] for i in np.flatnonzero(~verdict.keep)]
             self.strategy.feedback(dropped, np.zeros(len(dropped), np.int64), np.zeros(len(dropped), bool))
             cases, images, idx = [cases[i] for i in keep], images[keep], idx[keep]
+            seed_images = seed_images[keep]
             chains = [chains[i] for i in keep]
         if not cases:
             return False
         seeds = SeedBatch(ids=[self.seeds.ids[i] for i in idx], indices=self.seeds.origin[idx],
-                          images=self.seeds.images[idx],
+                          images=seed_images,
                           reference=self.mut.task.select(self.ref.outputs, idx),
                           labels=None if self.labels is None else self.labels[idx],
                           failing=None if self.failing is None else self.failing[idx],

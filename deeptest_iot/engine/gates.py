@@ -92,7 +92,17 @@ class Gates:
             out["validity"] = {"alpha": self.validity[0], "beta": self.validity[1]}
         return out
 
-    def __call__(self, seeds: np.ndarray, mutants: np.ndarray, chains: list) -> GateVerdict:
+    def seed_copies(self, seeds: np.ndarray) -> np.ndarray | None:
+        """What ``__call__`` takes as ``seed_small`` for these seeds (None when no similarity gate runs)."""
+        if self.similarity is None:
+            return None
+        from deeptest_iot.engine.realism import seed_copies
+
+        return seed_copies(seeds, self.similarity.size)
+
+    def __call__(self, seeds: np.ndarray, mutants: np.ndarray, chains: list,
+                 seed_small: np.ndarray | None = None) -> GateVerdict:
+        """``seed_small``: the rows of ``seed_copies`` for ``seeds``, when made once beforehand."""
         n = len(mutants)
         keep = np.ones(n, bool)
         verdict = GateVerdict(keep)
@@ -103,7 +113,7 @@ class Gates:
             verdict.rejected_by["validity"] = int((~valid).sum())
             keep &= valid
         if self.similarity is not None:
-            r = self.similarity(seeds, mutants, chains)
+            r = self.similarity(seeds, mutants, chains, seed_small)
             verdict.score, verdict.realistic = r.score, r.ok.copy()
             if self.learned is not None:
                 verdict.in_distribution = self.learned.in_distribution(mutants)

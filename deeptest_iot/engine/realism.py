@@ -43,7 +43,7 @@ from deeptest_iot.transforms import as_chain
 
 __all__ = ["CONTRAST_FLOOR", "DEFAULT_SIZE", "DEFAULT_THRESHOLDS", "FAMILIES", "MIN_KEPT", "STATISTICS", "LearnedGate",
            "LearnedScores", "Realism", "RealismGate", "Similarity", "aligned_copies", "band_pass", "chain_families",
-           "chain_matrix", "frame_statistics", "pearson", "realism_scores", "similarity", "small_grey"]
+           "chain_matrix", "frame_statistics", "pearson", "realism_scores", "seed_copies", "similarity", "small_grey"]
 
 #: (height, width) of the grey copies compared; docs/realism.md says why.
 DEFAULT_SIZE = (32, 64)
@@ -194,14 +194,27 @@ def _unwarp(mutants: np.ndarray, mats: np.ndarray, h: int, w: int) -> np.ndarray
     return out if (mh, mw) == (h, w) else _area_resize(out, h, w)
 
 
-def _aligned(seeds, mutants, mats, h: int, w: int):
+def seed_copies(seeds, size=DEFAULT_SIZE) -> np.ndarray:
+    """(N, h, w) uint8 grey copies of ``seeds`` as the gate makes them (``small_grey`` before its
+    float32 conversion): a campaign makes them once for all its seeds and passes each batch's rows
+    as ``seed_small``, instead of reducing the same seeds again for every batch."""
+    h, w = _check_size(size)
+    return _area_resize(_as_images(seeds, "seeds"), h, w, grey=True)
+
+
+def _aligned(seeds, mutants, mats, h: int, w: int, seed_small=None):
     m = _as_images(mutants, "mutants")
     s = _as_images(seeds, "seeds")
     n, hh, ww = m.shape[:3]
     if s.shape[1:] != m.shape[1:] or s.shape[0] not in (1, n):
         raise InputError(f"seeds {s.shape} and mutants {m.shape} must have the same frame size, with one seed "
                          "per mutant or one seed for all")
-    a = small_grey(s, (h, w))
+    if seed_small is None:
+        a = small_grey(s, (h, w))
+    else:
+        a = np.asarray(seed_small).astype(np.float32)
+        if a.shape != (len(s), h, w):
+            raise InputError(f"seed_small must be (N, h, w) = {(len(s), h, w)}, got {a.shape}")
     if len(s) == 1 and n > 1:
         a = np.broadcast_to(a, (n, h, w))
     warped = np.array([mt is not None for mt in mats], dtype=bool).reshape(n)
@@ -320,7 +333,9 @@ class Similarity(NamedTuple):
     warped: np.ndarray  # bool: the chain moved pixels and the warp was undone
 
 
-def _similarity(a, b, mask, warped, singular, min_kept: float, contrast_floor: float) -> Similarity:
+def _similarity(a, b, mask, warped, singular, min_kept: float, contrast_floor: float,
+                pearson: bool = True) -> Similarity:
+    """``pearson=False`` leaves the plain correlation out (None): the gate's verdict does not use it."""
     n, h, w = b.shape
     ha = np.empty((n, h * w), np.float32)
     hb = np.empty((n, h * w), np.float32)
@@ -338,10 +353,11 @@ def _similarity(a, b, mask, warped, singular, min_kept: float, contrast_floor: f
         contrast = np.where(np.maximum(sa, sb) > 0, np.minimum(sa, sb) / np.maximum(sa, sb), 1.0)
     visible = np.minimum(1.0, contrast / contrast_floor) if contrast_floor > 0 else np.ones(n)
     score = np.where((sa < _FLAT) & (sb < _FLAT), 1.0, corr * visible)
-    glob = _moments(np.asarray(a).reshape(n, h * w), b.reshape(n, h * w), wts)[2]
+    glob = _moments(np.asarray(a).reshape(n, h * w), b.reshape(n, h * w), wts)[2] if pearson else None
     kept = mask.reshape(n, h * w).mean(axis=1)
     gone = (kept < min_kept) | singular
-    score, corr, glob = (np.where(gone, 0.0, v) for v in (score, corr, glob))
+    score, corr = (np.where(gone, 0.0, v) for v in (score, corr))
+    glob = None if glob is None else np.where(gone, 0.0, glob)
     return Similarity(score, corr, contrast, glob, kept, warped)
 
 
@@ -434,11 +450,14 @@ class RealismGate:
     def similarity(self, seeds, mutants, chains=None) -> Similarity:
         return similarity(seeds, mutants, chains, self.size, self.min_kept, self.contrast_floor)
 
-    def __call__(self, seeds, mutants, chains=None) -> Realism:
+    def __call__(self, seeds, mutants, chains=None, seed_small=None) -> Realism:
+        """``seed_small``, when given, is ``seed_copies(seeds, self.size)`` made earlier (the same
+        verdicts, without reducing the seeds again)."""
         h, w = self.size
         m = _as_images(mutants, "mutants")
         mats, fams = _chain_info(chains, len(m), *m.shape[1:3])
-        sim = _similarity(*_aligned(seeds, m, mats, h, w), self.min_kept, self.contrast_floor)
+        sim = _similarity(*_aligned(seeds, m, mats, h, w, seed_small), self.min_kept, self.contrast_floor,
+                          pearson=False)
         cache: dict[frozenset, float] = {}
         thr = np.array([cache.setdefault(f, self._threshold(f)) for f in fams], np.float64).reshape(len(m))
         return Realism(sim.score, sim.score >= thr, thr, sim.kept)
