@@ -6,12 +6,14 @@ One run prints, each measured in that run:
                 of the same model on network-ready input                              (goal >= 0.6)
   (b) daveorig  the same on an untrained Dave-orig-sized model (100x100 input, a Rescaling layer,
                 conv 24/36/48/64/64 5x5/3x3, dense 1164/100/50/10/1: 1,561 neurons) with 640x480
-                seeds: the udacity-dev frames when present (/work/shared/data/udacity-dev/frames,
-                or $DEEPTEST_DEV_FRAMES), else generated 640x480 scenes; the output says which (goal >= 0.5)
+                seeds: the udacity-dev frames when present (../shared/data/udacity-dev/frames beside
+                the repository, or $DEEPTEST_DEV_FRAMES), else generated 640x480 scenes; the output
+                says which                                                            (goal >= 0.5)
   (c) MB written per 1,000 inputs by (a) and (b)
-  (d) peak RSS of a campaign (model (b)) at 200 and at 5,000 seeds of 640x480, each in its own
-      subprocess (resource.getrusage in the child); 5,000 = the dev frames repeated (symlinks in a
-      temp folder) or generated frames written to a temp folder once
+  (d) peak RSS of a campaign (model (b), 256 inputs) at 200 and at 5,000 seeds of 640x480, each in
+      its own subprocess (resource.getrusage in the child); 200 = an even spread of the dev frames,
+      5,000 = the 1,500 dev frames repeated through symlinks in a temp folder (or generated frames
+      written to a temp folder once, repeated the same way)
   (e) link-batched transforms: build_images on the campaign's own cases / one chain call per case
   (f) reference: inputs/s of a loop doing what the DeepTest code does (one predict per image, a
       sub-model per layer, a Python loop per neuron), on the same cases, checked to give the same NC
@@ -44,7 +46,12 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DEV_FRAMES = Path(os.environ.get("DEEPTEST_DEV_FRAMES", "/work/shared/data/udacity-dev/frames"))
+#: Real 640x480 dashcam frames: the udacity-dev development set beside the repository, or $DEEPTEST_DEV_FRAMES.
+DEV_FRAMES = Path(os.environ.get("DEEPTEST_DEV_FRAMES",
+                                 str(HERE.parent.parent / "shared" / "data" / "udacity-dev" / "frames")))
+HOW_TO_GET = ("to use real frames, put 640x480 front-camera frames (e.g. the Udacity self-driving car challenge "
+              "frames, MIT licence, as redistributed in the DeepXplore repository's driving test set) in a "
+              "folder and set DEEPTEST_DEV_FRAMES to it")
 NC = 0.5
 
 DAVE_CARD = """# An untrained Dave-orig-sized model made by benchmarks/bench_campaign.py (speed only).
@@ -87,22 +94,20 @@ def save_dave_orig(folder: Path) -> Path:
 
 
 def frames_folder(tmp: Path, n: int) -> tuple[Path, str]:
-    """A folder of ``n`` 640x480 frames: the dev frames (a temp folder of symlinks repeating them when
-    ``n`` is larger), else generated scenes written once as JPEGs (300 distinct ones, repeated)."""
+    """A folder of at least ``n`` 640x480 frames (a campaign takes ``max_seeds=n`` of them): the dev
+    frames (a temp folder of symlinks repeating them when ``n`` is larger), else generated scenes
+    written once as JPEGs (300 distinct ones, repeated through symlinks)."""
     import cv2
 
     if DEV_FRAMES.is_dir():
         files = sorted(p for p in DEV_FRAMES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         source = f"udacity-dev frames ({DEV_FRAMES}, {len(files)} files, 640x480)"
-        if n <= len(files):
-            if n == len(files):
-                return DEV_FRAMES, source
-            folder = tmp / f"dev-{n}"
-        else:
-            folder = tmp / f"dev-{n}"
-            source += f", repeated to {n}"
+        if n <= len(files):  # the campaign takes an even spread of n of them (max_seeds)
+            return DEV_FRAMES, source + (f", an even spread of {n}" if n < len(files) else "")
+        folder = tmp / f"dev-{n}"
+        source += f", repeated to {n} (symlinks)"
     else:
-        source = "generated 640x480 scenes (no udacity-dev frames here: see benchmarks/README or docs/benchmarks.md)"
+        source = f"generated 640x480 scenes (no frames in {DEV_FRAMES}; {HOW_TO_GET})"
         gen = tmp / "generated"
         if not gen.is_dir():
             from deeptest_iot.data.scenes import generate
@@ -228,12 +233,13 @@ def transforms_speedup(seed_images: np.ndarray, strategy: str, n_seeds: int, sec
             "batched_inputs_per_s": round(bt, 1), "speedup": round(bt / pc, 2)}
 
 
-def rss_child(model: str, seeds: str, budget: int) -> None:
+def rss_child(model: str, seeds: str, budget: int, max_seeds: int) -> None:
     """Run one campaign and print its peak RSS (MB) as JSON (run in a subprocess by --rss)."""
     from deeptest_iot.engine.campaign import CampaignOptions, run_campaign
 
     with tempfile.TemporaryDirectory() as tmp:
-        opts = CampaignOptions(model=model, seeds=seeds, budget=budget, seed=0, out=os.path.join(tmp, "out"))
+        opts = CampaignOptions(model=model, seeds=seeds, max_seeds=max_seeds, budget=budget, seed=0,
+                               out=os.path.join(tmp, "out"))
         start = time.perf_counter()
         summary = run_campaign(opts).summary
         wall = time.perf_counter() - start
@@ -243,8 +249,9 @@ def rss_child(model: str, seeds: str, budget: int) -> None:
                       "inputs": summary["inputs_tried"], "wall_s": round(wall, 1)}))
 
 
-def peak_rss(model: Path, folder: Path, budget: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--rss-child", str(model), str(folder), str(budget)],
+def peak_rss(model: Path, folder: Path, budget: int, max_seeds: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(model), str(folder), str(budget),
+                          str(max_seeds)],
                          capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -318,10 +325,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller runs, no 5,000-seed RSS (noisier figures)")
     ap.add_argument("--cprofile", action="store_true", help="print cProfile's top entries of (a) and (b)")
     ap.add_argument("--only", default="", help="comma-separated parts to run: a,b,d,e,f (default all)")
-    ap.add_argument("--rss-child", nargs=3, metavar=("MODEL", "SEEDS", "BUDGET"), help=argparse.SUPPRESS)
+    ap.add_argument("--rss-child", nargs=4, metavar=("MODEL", "SEEDS", "BUDGET", "MAX_SEEDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
-        rss_child(args.rss_child[0], args.rss_child[1], int(args.rss_child[2]))
+        rss_child(args.rss_child[0], args.rss_child[1], int(args.rss_child[2]), int(args.rss_child[3]))
         return
     if args.quick:
         args.budget, args.dave_budget, args.reference = min(args.budget, 1024), min(args.dave_budget, 512), \
@@ -388,7 +395,7 @@ def main() -> None:
             figures["peak_rss"] = {}
             for n in [int(v) for v in args.rss_seeds.split(",") if v]:
                 folder_n, source_n = frames_folder(tmp, n)
-                r = peak_rss(model_path, folder_n, args.rss_budget)
+                r = peak_rss(model_path, folder_n, args.rss_budget, n)
                 figures["peak_rss"][str(n)] = {**r, "seeds_source": source_n}
                 print(f"(d) peak RSS with {r['seeds']} seeds of 640x480 ({source_n}): {r['peak_rss_mb']:.0f} MB "
                       f"({r['inputs']} inputs, {r['wall_s']:.0f} s)", flush=True)

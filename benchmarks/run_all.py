@@ -22,7 +22,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs (noisier figures)")
     args = ap.parse_args()
     quick = {"bench_model": ["--seconds", "2"], "bench_coverage": ["--quick"], "bench_scenes": ["--frames", "300"],
-             "bench_campaign": ["--budget", "1024", "--reference", "20"], "bench_drive": ["--steps", "60", "--rounds", "2"]}
+             "bench_campaign": ["--quick"], "bench_drive": ["--steps", "60", "--rounds", "2"]}
     figures, failed = {}, []
     for name in BENCHMARKS:
         cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick.get(name, []) if args.quick else [])]
