@@ -93,6 +93,23 @@ def test_apply_each_is_each_transform_alone(name):
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_no_transform_writes_into_its_input(name):
+    """render lets a transform read one row of its batch as a view and writes the result back there:
+    that is only right if no transform writes into the array it is given."""
+    spec = REGISTRY[name]
+    rng = np.random.default_rng(len(name) + 1)
+    for _ in range(4):
+        t = spec.random(rng)
+        if spec.identity_for(t.params):
+            continue
+        images = SEEDS[:3].copy()
+        before = images.copy()
+        spec.apply(images[1:2], t.params, np.random.default_rng(5))
+        spec.apply(images, t.params, np.random.default_rng(5))
+        assert np.array_equal(images, before)
+
+
 @pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if not s.seeded])
 def test_transforms_declared_unseeded_do_not_depend_on_the_seed(name):
     rng = np.random.default_rng(1)

@@ -72,6 +72,31 @@ def _apply(spec, batch: np.ndarray, params: list[dict], seeds: list[int]) -> np.
     return out
 
 
+def _apply_into(out: np.ndarray, members: list[int], transforms: list[Transform], seeds: list[int]) -> None:
+    """Rows ``members`` of ``out`` transformed in place, row ``members[k]`` by ``transforms[k]`` with
+    seed ``seeds[k]`` (one name): what ``out[members] = apply_each(transforms, out[members], seeds)``
+    gives, without its copies. Identity rows are not touched; a transform without ``apply_many`` reads
+    a single row as a view (transforms do not write into their input) and writes its result back."""
+    spec = REGISTRY[transforms[0].name]
+    act = [k for k, t in enumerate(transforms) if not spec.identity_for(t.params)]
+    if not act or out[0].size == 0:
+        return
+    rows = [members[k] for k in act]
+    if spec.apply_many is not None:
+        out[rows] = spec.apply_many(out[rows], [transforms[k].params for k in act], [seeds[k] for k in act])
+        return
+    groups: dict = {}
+    for k, r in zip(act, rows):
+        groups.setdefault((tuple(transforms[k].params.items()), seeds[k] if spec.seeded else None),
+                          (k, []))[1].append(r)
+    for k, rs in groups.values():
+        if len(rs) == 1:
+            r = rs[0]
+            out[r:r + 1] = spec.apply(out[r:r + 1], transforms[k].params, as_rng(seeds[k]))
+        else:
+            out[rs] = spec.apply(out[rs], transforms[k].params, as_rng(seeds[k]))
+
+
 def link_seeds(chain: Chain) -> tuple[int, ...]:
     """The seeds ``chain(images)`` uses for its links: its own, or seed 0's when it has none."""
     return chain.seeds if chain.seeds is not None else Chain.link_seeds(0, len(chain.transforms))
@@ -110,9 +135,8 @@ def render(seed_images: np.ndarray, seed_index: Sequence[int], chains: Sequence[
                 groups.setdefault(ts[position].name, []).append(i)
 
         def build(members: list[int], position=position) -> None:
-            ts = [links[i][0][position] for i in members]
-            ss = [links[i][1][position] for i in members]
-            out[members] = apply_each(ts, out[members], ss)
+            _apply_into(out, members, [links[i][0][position] for i in members],
+                        [links[i][1][position] for i in members])
 
         if mapper is None:
             for members in groups.values():
