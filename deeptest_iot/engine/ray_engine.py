@@ -263,6 +263,7 @@ class _Shard:
 
         opts = worker.opts
         self.opts, self.mut, self.gates = opts, worker.mut, worker.gates
+        self.seed_small = None  # the gate reduces each batch's seeds itself (a shard lives for one round)
         self.seeds, self.labels, self.failing = payload["seeds"], payload["labels"], payload["failing"]
         self.ref = SimpleNamespace(outputs=payload["reference"])
         self.oracle = payload["oracle"]
@@ -352,7 +353,7 @@ class _PreparedGates:
     def __getattr__(self, name):
         return getattr(self._gates, name)
 
-    def __call__(self, seeds, mutants, chains):
+    def __call__(self, seeds, mutants, chains, seed_small=None):
         verdict, self.pending = self.pending, None
         return verdict
 
