@@ -85,20 +85,14 @@ def quiet_tensorflow_start() -> None:
     exists, whatever TF_CPP_MIN_LOG_LEVEL says; on a CLI they bury the one line that matters. A
     failed import still raises, and is reported, after stderr is restored.
     """
-    if "tensorflow" in sys.modules or os.environ.get("DEEPTEST_TF_VERBOSE"):
+    if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
+    from deeptest_iot.quiet import quiet_stderr
 
-            tf.config.list_physical_devices()
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+    with quiet_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -361,7 +361,6 @@ class Campaign:
         write_summary(self.out, self.summary("running"))
         progress = Progress(opts.budget, opts.time, tty, self.echo)
         last_summary = last_checkpoint = time.perf_counter()
-        max_rejected = 20 * max(opts.budget, opts.batch_size)
         # A strategy that learns nothing from a batch gets its next batch built while the model runs
         # this one. The next cases are proposed here, on this thread, from state this thread owns;
         # only the pixels are built ahead, by a pure function of those cases.
@@ -369,14 +368,7 @@ class Campaign:
         run_batches, resume_state = 0, strategy.state()
         batch = self._propose(in_flight=0, ahead=ahead)
         while batch is not None:
-            if opts.time is not None and self.elapsed() >= opts.time:
-                self.stopped_by = "time"
-                break
-            if self.stats.rejected > max_rejected:
-                self.echo(f"stopping: {self.stats.rejected} mutants were rejected as unrealistic or invalid "
-                          f"({self.stats.rejected_by}); loosen --alpha/--beta, --realism flag, or choose other "
-                          "transforms\n")
-                self.stopped_by = "rejections"
+            if self._must_stop():
                 break
             cases, images = batch.cases, batch.images()
             batch = None
@@ -461,6 +453,21 @@ class Campaign:
         return True
 
     # -- state on disk -------------------------------------------------------------------------
+    def _must_stop(self) -> bool:
+        """Whether the time limit passed or too many mutants were rejected (20 x the budget): sets
+        ``stopped_by`` and says why; the campaign loops of every engine ask it before each batch."""
+        opts = self.opts
+        if opts.time is not None and self.elapsed() >= opts.time:
+            self.stopped_by = "time"
+            return True
+        if self.stats.rejected > 20 * max(opts.budget, opts.batch_size):
+            self.echo(f"stopping: {self.stats.rejected} mutants were rejected as unrealistic or invalid "
+                      f"({self.stats.rejected_by}); loosen --alpha/--beta, --realism flag, or choose other "
+                      "transforms\n")
+            self.stopped_by = "rejections"
+            return True
+        return False
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.start
 

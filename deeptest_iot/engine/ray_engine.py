@@ -599,7 +599,6 @@ class RayCampaign(Campaign):
         write_summary(self.out, self.summary("running"))
         progress = Progress(opts.budget, opts.time, tty, self.echo)
         last_summary = last_checkpoint = time.perf_counter()
-        max_rejected = 20 * max(opts.budget, opts.batch_size)
         self._sent = 0
         run_batches, resume_state = 0, self.strategy.state()
         queue: deque[_Flight] = deque()
@@ -608,14 +607,7 @@ class RayCampaign(Campaign):
             queue.append(first)
             self._propose_ahead(queue)
         while queue:
-            if opts.time is not None and self.elapsed() >= opts.time:
-                self.stopped_by = "time"
-                break
-            if self.stats.rejected > max_rejected:
-                self.echo(f"stopping: {self.stats.rejected} mutants were rejected as unrealistic or invalid "
-                          f"({self.stats.rejected_by}); loosen --alpha/--beta, --realism flag, or choose other "
-                          "transforms\n")
-                self.stopped_by = "rejections"
+            if self._must_stop():
                 break
             flight = queue.popleft()
             resume_state = flight.state_after
@@ -712,19 +704,11 @@ class RayCampaign(Campaign):
         progress = Progress(opts.budget, opts.time, tty, self.echo)
         shards = self._shard_resume or self._fresh_shards(workers)
         payloads = self._shard_payloads(workers)
-        max_rejected = 20 * max(opts.budget, opts.batch_size)
         last_summary = last_checkpoint = time.perf_counter()
         run_batches = 0
         self._sent = 0
         while True:
-            if opts.time is not None and self.elapsed() >= opts.time:
-                self.stopped_by = "time"
-                break
-            if self.stats.rejected > max_rejected:
-                self.echo(f"stopping: {self.stats.rejected} mutants were rejected as unrealistic or invalid "
-                          f"({self.stats.rejected_by}); loosen --alpha/--beta, --realism flag, or choose other "
-                          "transforms\n")
-                self.stopped_by = "rejections"
+            if self._must_stop():
                 break
             remaining = opts.budget - self.stats.tried
             if remaining <= 0:

@@ -7,9 +7,7 @@ model, see ``deeptest_iot.model.convert``) support coverage when their tensor na
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from deeptest_iot.model.card import ModelCard
 from deeptest_iot.errors import ModelError, UnsupportedError
 from deeptest_iot.model.core import ModelUnderTest, first_line
 from deeptest_iot.model.layers import LayerTap
+from deeptest_iot.quiet import quiet_stderr
 from deeptest_iot.model.twin_taps import onnx_tap_map, reduce_tap, tflite_tap_map, with_tap_outputs
 
 
@@ -174,7 +173,7 @@ class _LiteRunner:
     def invoke(self, x: np.ndarray) -> None:
         if self.batch != len(x):
             self.interp.resize_tensor_input(self.input["index"], list(x.shape))
-            with _quiet_stderr():
+            with quiet_stderr():
                 self.interp.allocate_tensors()
             self.input = self.interp.get_input_details()[0]
             self.outputs = self.interp.get_output_details()
@@ -184,23 +183,6 @@ class _LiteRunner:
 
     def outputs_float(self) -> list[np.ndarray]:
         return [_dequantise(self.interp.get_tensor(o["index"]), o) for o in self.outputs]
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++; keep the CLI's stderr clean."""
-    if os.environ.get("DEEPTEST_TF_VERBOSE"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _lite_threads() -> int:
@@ -226,7 +208,7 @@ class TFLiteModelUnderTest(_TwinCoverage, ModelUnderTest):
                                    "pip install 'deeptest-iot[litert]'") from None
         self._Interpreter = Interpreter
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 interp = Interpreter(model_path=str(path), num_threads=_lite_threads())
                 interp.allocate_tensors()
         except Exception as exc:
@@ -248,7 +230,7 @@ class TFLiteModelUnderTest(_TwinCoverage, ModelUnderTest):
         self._set_taps(self._read_taps(), path)
 
     def _read_taps(self):
-        with warnings.catch_warnings(), _quiet_stderr():
+        with warnings.catch_warnings(), quiet_stderr():
             warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": we want exactly that
             interp = self._Interpreter(model_path=str(self._path), num_threads=_lite_threads(),
                                        experimental_preserve_all_tensors=True)

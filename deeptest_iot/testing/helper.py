@@ -230,16 +230,10 @@ class Metamorphic:
         verdicts = result.verdicts
         apart = np.zeros(n, bool) if failing is None else failing
         counted = verdicts.failed & ~apart
-        run.case += n
-        state.spent[nodeid] = state.spent.get(nodeid, 0) + n
-        run.transforms.append(chain.name)
         config = result.oracle.config() if hasattr(result.oracle, "config") else {"name": verdicts.relation}
         if config not in run.relations:
             run.relations.append(config)
-        test = run.tests.setdefault(nodeid, {"tried": 0, "findings": 0})
-        test["tried"] += n
-        test["findings"] += int(counted.sum())
-        state.write_summary(run, "running")
+        self._record(run, nodeid, chain, n, int(counted.sum()))
 
         message = None
         if counted.any():
@@ -248,6 +242,16 @@ class Metamorphic:
         return InvariantResult(n, verdicts.relation, result.reference, result.outputs, verdicts.violation,
                                int(apart.sum())), message
 
+    def _record(self, run, nodeid, chain, n, findings):
+        """Count a checked batch of ``n`` inputs (``findings`` of them failing) against the run, the test
+        and the session budget, and rewrite the run's summary."""
+        run.case += n
+        self._state.spent[nodeid] = self._state.spent.get(nodeid, 0) + n
+        run.transforms.append(chain.name)
+        test = run.tests.setdefault(nodeid, {"tried": 0, "findings": 0})
+        test["tried"] += n
+        test["findings"] += findings
+        self._state.write_summary(run, "running")
 
     def _check_twin(self, mut, twin, frames, ids, labs, chain, options):
         import numpy as np
@@ -268,16 +272,10 @@ class Metamorphic:
                            oracle=None, twin=twin, twin_oracle=oracle, case_ids=[run.case + i for i in range(n)],
                            extra={"test": nodeid, "twin": twin.name})
         verdicts = result.twin_verdicts
-        run.case += n
-        state.spent[nodeid] = state.spent.get(nodeid, 0) + n
-        run.transforms.append(chain.name)
         if twin.fingerprint not in run.twins:
             run.twins[twin.fingerprint] = twin_info(twin, state.twin_checks.get((mut.fingerprint, twin.fingerprint)),
                                                     oracle.config())
-        test = run.tests.setdefault(nodeid, {"tried": 0, "findings": 0})
-        test["tried"] += n
-        test["findings"] += int(verdicts.failed.sum())
-        state.write_summary(run, "running")
+        self._record(run, nodeid, chain, n, int(verdicts.failed.sum()))
 
         message = None
         if verdicts.failed.any():
